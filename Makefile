@@ -1,0 +1,40 @@
+# Conveyor: every set-up step lives here, so a fresh clone needs only `make run` / `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test check bench fmt clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e . --group test --group lint
+	touch $(STAMP)
+
+## Start Conveyor on ./conveyor.db with an example lambda and show events flowing (Ctrl-C stops).
+run: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## Install what the tests need and run the whole suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## ruff, ruff format --check and mypy --strict.
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy --strict src tests
+
+## Benchmarks (never part of `make test`); the table goes to docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.drain --write-doc docs/benchmarks.md
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm

@@ -1,0 +1,246 @@
+"""The HTTP API's request and response bodies (msgspec Structs).
+
+These types are the contract shared by the server (:mod:`conveyor.api`), the Python client
+(:mod:`conveyor.client`) and the worker's registration; the OpenAPI document is generated from
+them. Times on the wire are RFC 3339 strings (``datetime``); inside the platform they are
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from conveyor.model import Name, Outcome, Subscription, Topic
+
+MAX_KEY_LENGTH = 1024
+MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTE_KEY = 256
+MAX_ATTRIBUTE_VALUE = 4096
+MAX_BATCH_EVENTS = 10_000
+
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH)]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Delay = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
+
+
+class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One event to publish.
+
+    Attributes:
+        payload: any JSON value; checked against the topic's schema when it has one.
+        key: ordering key; events with one key share a partition and keep their order.
+        attributes: string metadata (at most 64 entries).
+        deliver_at: the earliest delivery time (RFC 3339); excludes ``delay``.
+        delay: seconds from now before delivery; excludes ``deliver_at``.
+        idempotency_key: a retried publish with the same key returns the first result.
+    """
+
+    payload: msgspec.Raw
+    key: Key | None = None
+    attributes: dict[str, str] | None = None
+    deliver_at: datetime | None = None
+    delay: Delay | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Events to publish atomically: all are stored, or none is."""
+
+    events: Annotated[list[PublishRequest], msgspec.Meta(min_length=1)]
+
+
+class PublishResult(msgspec.Struct, omit_defaults=True):
+    """The acknowledgement of one published event (durable when returned).
+
+    Attributes:
+        id: the event's id.
+        state: ``pending`` (in the log) or ``scheduled`` (waiting for ``deliver_at``).
+        partition: the partition it was appended to (``None`` while scheduled).
+        offset: its offset in that partition (``None`` while scheduled).
+        deliver_at: when it may be delivered, for a delayed event.
+        duplicate: ``True`` when an earlier publish with the same idempotency key is returned.
+    """
+
+    id: str
+    state: str
+    partition: int | None = None
+    offset: int | None = None
+    deliver_at: datetime | None = None
+    duplicate: bool = False
+
+
+class BatchPublishResult(msgspec.Struct):
+    """Results in the order of the request's events."""
+
+    results: list[PublishResult]
+
+
+class SubscriptionStats(msgspec.Struct):
+    """Live figures of one subscription on the node that answers.
+
+    Attributes:
+        backlog: events in the log not yet finished (pending, running or blocked).
+        in_flight: events pushed and not yet answered.
+        retrying: events waiting for a retry.
+        dead: events that went dead.
+        oldest_pending_age: seconds since the oldest unfinished event was published.
+    """
+
+    backlog: int = 0
+    in_flight: int = 0
+    retrying: int = 0
+    dead: int = 0
+    oldest_pending_age: float | None = None
+
+
+class SubscriptionInfo(msgspec.Struct):
+    """A subscription with its live figures."""
+
+    subscription: Subscription
+    stats: SubscriptionStats
+
+
+class AttemptView(msgspec.Struct, omit_defaults=True):
+    """One delivery attempt."""
+
+    attempt: int
+    at: datetime
+    outcome: Outcome
+    duration_ms: int = 0
+    error: str | None = None
+
+
+class DeliveryView(msgspec.Struct, omit_defaults=True):
+    """Where one event stands for one subscription.
+
+    Attributes:
+        subscription: the subscription's name.
+        state: scheduled, pending, running, succeeded, retrying, dead or filtered.
+        attempts: deliveries tried so far.
+        next_attempt_at: when a retrying event is tried again.
+        last_error: the last failure's message.
+        history: the attempts recorded (failures and what followed them).
+    """
+
+    subscription: str
+    state: str
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    history: list[AttemptView] = []
+
+
+class EventView(msgspec.Struct, omit_defaults=True):
+    """An event and its state for every subscription of its topic."""
+
+    id: str
+    topic: str
+    payload: msgspec.Raw
+    publish_time: datetime
+    key: str | None = None
+    attributes: dict[str, str] | None = None
+    deliver_at: datetime | None = None
+    partition: int | None = None
+    offset: int | None = None
+    deliveries: list[DeliveryView] = []
+
+
+class EndpointRegistration(msgspec.Struct, forbid_unknown_fields=True):
+    """A worker's endpoint, registered (and renewed by heartbeat) for one lambda.
+
+    Attributes:
+        url: where pushes are POSTed, e.g. ``http://127.0.0.1:9000/conveyor/push``.
+        ttl_seconds: the endpoint expires when not renewed within this time.
+        concurrency: events the worker runs at once (a hint for balancing).
+    """
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://", max_length=2048)]
+    ttl_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+
+
+class EndpointInfo(msgspec.Struct):
+    """A registered endpoint."""
+
+    lambda_name: str = msgspec.field(name="lambda")
+    id: str = ""
+    url: str = ""
+    expires_at: datetime | None = None
+    in_flight: int = 0
+
+
+class LambdaInfo(msgspec.Struct):
+    """A lambda and its live endpoints."""
+
+    name: str
+    endpoints: list[EndpointInfo]
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """What is wrong with one part of a request."""
+
+    message: str
+    field: str | None = None
+    rule: str | None = None
+    index: int | None = None
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """Every 4xx/5xx answer's body.
+
+    Attributes:
+        code: stable machine-readable code (``invalid_request``, ``schema_violation``,
+            ``not_found``, ``conflict``, ``rate_limited``, ``store_unavailable``).
+        message: what happened, for a person.
+        field: JSON pointer of the offending field, when one is to blame.
+        rule: the rule it broke (``type``, ``required``, ``max_length`` …).
+        index: the event's index in a batch.
+        errors: every problem found, for a batch.
+    """
+
+    code: str
+    message: str
+    field: str | None = None
+    rule: str | None = None
+    index: int | None = None
+    errors: list[ErrorDetail] = []
+
+
+class ErrorResponse(msgspec.Struct):
+    """The envelope of an error answer: ``{"error": {...}}``."""
+
+    error: ErrorBody
+
+
+class Health(msgspec.Struct):
+    """The node's health."""
+
+    status: str
+    version: str
+    store: str
+
+
+__all__ = [
+    "AttemptView",
+    "BatchPublishRequest",
+    "BatchPublishResult",
+    "DeliveryView",
+    "EndpointInfo",
+    "EndpointRegistration",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorResponse",
+    "EventView",
+    "Health",
+    "LambdaInfo",
+    "Name",
+    "PublishRequest",
+    "PublishResult",
+    "Subscription",
+    "SubscriptionInfo",
+    "SubscriptionStats",
+    "Topic",
+]

@@ -1,0 +1,109 @@
+"""Time, injected.
+
+Every component that waits (timers, backoff, leases, heartbeats) asks a :class:`Clock` rather
+than the ``time`` module, so tests drive time with :class:`FakeClock` and run instantly and
+deterministically (trio's ``autojump_clock`` is the model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class TimerHandle(Protocol):
+    """A scheduled callback that can be cancelled."""
+
+    def cancel(self) -> None:
+        """Cancel the callback; a no-op when it already ran."""
+
+
+class Clock(Protocol):
+    """The source of wall time and timers for every Conveyor component."""
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` in the event loop once ``now() >= when``."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+
+
+class SystemClock:
+    """The real clock: wall time from ``time.time``, timers on the running event loop."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(max(0.0, when - time.time()), callback)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _FakeHandle:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """A clock that moves only when told to.
+
+    Invariant: a callback scheduled for ``when`` runs during the first :meth:`advance` that
+    brings ``now()`` to ``when`` or past it, never earlier, in order of ``when``.
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._heap: list[tuple[float, int, _FakeHandle, Callable[[], None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        handle = _FakeHandle()
+        heapq.heappush(self._heap, (when, next(self._seq), handle, callback))
+        return handle
+
+    async def sleep(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.call_at(self._now + seconds, wake)
+        await done
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` and run every callback that fell due."""
+        if seconds < 0:
+            raise ValueError("time cannot go backwards")
+        target = self._now + seconds
+        while self._heap and self._heap[0][0] <= target:
+            when, _, handle, callback = heapq.heappop(self._heap)
+            self._now = max(self._now, when)
+            if not handle.cancelled:
+                callback()
+        self._now = target
+
+    def next_deadline(self) -> float | None:
+        """The time of the earliest pending callback, or ``None``."""
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None

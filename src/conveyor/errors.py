@@ -1,0 +1,144 @@
+"""Conveyor's one exception tree.
+
+Branches are chosen by how the caller should react::
+
+    ConveyorError
+    ├── InvalidRequest           bad input: 4xx naming the field and the rule (HTTP 400/413/422)
+    │   └── SchemaViolation      a payload is off its topic's JSON Schema (HTTP 422)
+    ├── NotFound                 the named topic, subscription or event does not exist (404)
+    ├── Conflict                 exists with another definition / idempotency key reused (409)
+    ├── RateLimited              the platform asks the caller to slow down (429)
+    ├── StoreUnavailable         the durable store could not commit; nothing was acknowledged (503)
+    └── DeliveryError            a push to a lambda did not produce per-event results
+        ├── SubscriberTimeout    no answer within the subscription's push timeout
+        └── SubscriberRejected   the lambda answered with a non-success HTTP status
+
+Control signals raised by handlers (``Retry``, ``Fatal``) are exceptions but not errors: they
+live in :mod:`conveyor.execution.results` and are not part of this tree.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor raises.
+
+    Attributes:
+        code: a stable machine-readable code, also sent in HTTP error bodies.
+        status: the HTTP status this error maps to.
+    """
+
+    code = "conveyor_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ConveyorError):
+    """The request is malformed or breaks a limit.
+
+    Attributes:
+        field: JSON pointer (or dotted name) of the offending field, when one is to blame.
+        rule: the rule broken, such as ``type``, ``required``, ``max_size``.
+    """
+
+    code = "invalid_request"
+    status = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        rule: str | None = None,
+        status: int = 400,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+        self.status = status
+        self.index = index
+
+
+class SchemaViolation(InvalidRequest):
+    """A payload does not conform to its topic's JSON Schema."""
+
+    code = "schema_violation"
+
+    def __init__(
+        self, message: str, *, field: str, rule: str, index: int | None = None
+    ) -> None:
+        super().__init__(message, field=field, rule=rule, status=422, index=index)
+
+
+class NotFound(ConveyorError):
+    """The named resource does not exist."""
+
+    code = "not_found"
+    status = 404
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} {name!r} does not exist")
+        self.kind = kind
+        self.name = name
+
+
+class Conflict(ConveyorError):
+    """The resource exists with another definition, or a key was reused differently."""
+
+    code = "conflict"
+    status = 409
+
+
+class RateLimited(ConveyorError):
+    """The caller must slow down.
+
+    Attributes:
+        retry_after: seconds after which a retry may succeed.
+    """
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(ConveyorError):
+    """The durable store failed; the operation was not acknowledged and may be retried."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class DeliveryError(ConveyorError):
+    """A push to a lambda endpoint failed as a whole."""
+
+    code = "delivery_error"
+    status = 502
+
+
+class SubscriberTimeout(DeliveryError):
+    """The lambda did not answer within the push timeout."""
+
+    code = "subscriber_timeout"
+
+
+class SubscriberRejected(DeliveryError):
+    """The lambda answered with a non-success HTTP status.
+
+    Attributes:
+        http_status: the status the lambda answered with.
+        retry_after: its Retry-After, in seconds, when it sent one.
+    """
+
+    code = "subscriber_rejected"
+
+    def __init__(self, http_status: int, *, retry_after: float | None = None) -> None:
+        super().__init__(f"lambda answered HTTP {http_status}")
+        self.http_status = http_status
+        self.retry_after = retry_after

@@ -1,0 +1,158 @@
+"""Pure domain types: topics, subscriptions, events and delivery states.
+
+Nothing here does I/O or imports other Conveyor modules. Times are integer milliseconds since
+the Unix epoch inside the platform; the HTTP API shows them as RFC 3339 strings.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated
+
+import msgspec
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=200)]
+
+DEFAULT_PARTITIONS = 4
+MAX_PARTITIONS = 256
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+def is_valid_name(name: str) -> bool:
+    """Tell whether ``name`` may name a topic, subscription or lambda."""
+    return bool(_NAME_RE.match(name))
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a subscription retries a failed delivery.
+
+    Attributes:
+        max_attempts: deliveries tried before the event is dead (1 = no retry).
+        min_backoff: seconds, the least wait before a retry.
+        max_backoff: seconds, the most wait before a retry.
+        multiplier: growth of the backoff bound per attempt.
+    """
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    min_backoff: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 1.0
+    max_backoff: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)] = 300.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1, le=100)] = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_backoff < self.min_backoff:
+            raise ValueError("retry.max_backoff must be >= retry.min_backoff")
+
+
+class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A named, partitioned log that events are published to.
+
+    Attributes:
+        name: the topic's name.
+        partitions: how many partitions; an event's key picks its partition.
+        schema: a JSON Schema (draft 2020-12) every payload must conform to, or ``None``.
+        max_payload_bytes: the largest payload accepted, in bytes of JSON.
+        retention_seconds: how long finished events are kept in the log.
+    """
+
+    name: Name
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARTITIONS)] = DEFAULT_PARTITIONS
+    schema: dict[str, object] | None = None
+    max_payload_bytes: Annotated[int, msgspec.Meta(ge=1, le=16 * 1024 * 1024)] = (
+        DEFAULT_MAX_PAYLOAD_BYTES
+    )
+    retention_seconds: Annotated[int, msgspec.Meta(ge=60)] = DEFAULT_RETENTION_SECONDS
+
+
+class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A topic's events pushed to one lambda.
+
+    Attributes:
+        name: the subscription's name.
+        topic: the topic it reads.
+        lambda_name: the lambda whose endpoints receive the pushes (``lambda`` on the wire).
+        ordered: deliver events of one key one at a time, in log order.
+        max_concurrency: events in flight at once, over all partitions.
+        max_batch: events in one push.
+        push_timeout: seconds to wait for a push's answer before it counts as a retry.
+        retry: the retry policy.
+        dead_letter_topic: a topic that receives events that went dead, or ``None``.
+    """
+
+    name: Name
+    topic: Name
+    lambda_name: Name = msgspec.field(name="lambda")
+    ordered: bool = False
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
+    push_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    retry: RetryPolicy = RetryPolicy()
+    dead_letter_topic: Name | None = None
+
+
+class DeliveryState(enum.StrEnum):
+    """Where one event stands for one subscription."""
+
+    SCHEDULED = "scheduled"  # waiting for its deliver_at
+    PENDING = "pending"  # in the log, not yet pushed (or blocked behind its key)
+    RUNNING = "running"  # pushed, no result yet
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"  # failed, waits for its next attempt
+    DEAD = "dead"  # out of attempts, or fatal
+    FILTERED = "filtered"  # did not match the subscription's filter
+
+
+class Outcome(enum.StrEnum):
+    """The result of one delivery attempt, as the lambda (or the transport) gave it."""
+
+    SUCCESS = "success"
+    RETRY = "retry"
+    FATAL = "fatal"
+
+
+class Attempt(msgspec.Struct, frozen=True):
+    """One delivery attempt in an event's history.
+
+    Attributes:
+        attempt: 1 for the first delivery.
+        at_ms: when the push was sent.
+        outcome: ``success``, ``retry`` or ``fatal``.
+        error: the lambda's or transport's message for a failure.
+        duration_ms: from push to result.
+    """
+
+    attempt: int
+    at_ms: int
+    outcome: Outcome
+    error: str | None = None
+    duration_ms: int = 0
+
+
+class Event(msgspec.Struct, frozen=True, array_like=True):
+    """An event in a topic's log (or waiting in the timer store, with offset -1).
+
+    Attributes:
+        id: 32 hex digits, time-ordered.
+        topic: the topic's name.
+        partition: the partition it was appended to.
+        offset: its gap-free position in that partition.
+        key: the ordering key, or ``None``.
+        attributes: string metadata, for routing and tracing.
+        payload: the payload as JSON bytes.
+        publish_ms: when the publish was acknowledged.
+        deliver_at_ms: the earliest delivery time, or ``None`` for "now".
+    """
+
+    id: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    attributes: dict[str, str] | None
+    payload: bytes
+    publish_ms: int
+    deliver_at_ms: int | None = None

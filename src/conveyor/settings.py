@@ -1,0 +1,32 @@
+"""Settings of a Conveyor node (``conveyor serve``), passed explicitly: no globals."""
+
+from __future__ import annotations
+
+import msgspec
+
+DEFAULT_PORT = 8400
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How one ``conveyor serve`` process runs.
+
+    Attributes:
+        store: ``sqlite:///path/to/file.db`` or a plain path to the SQLite file.
+        host: the address the HTTP API listens on.
+        port: its port (0 picks a free one; the chosen port is printed and logged).
+        max_request_bytes: the largest request body accepted.
+        dedup_window_seconds: how long idempotency keys are remembered.
+        timer_window_seconds: delayed events due within this horizon are held in memory.
+        flush_interval: seconds between cursor and delivery-state commits.
+        ready_file: when set, ``host:port`` is written there once the node serves.
+    """
+
+    store: str = "conveyor.db"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    max_request_bytes: int = 32 * 1024 * 1024
+    dedup_window_seconds: float = 24 * 3600.0
+    timer_window_seconds: float = 30.0
+    flush_interval: float = 0.005
+    ready_file: str | None = None
