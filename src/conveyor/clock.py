@@ -107,3 +107,12 @@ class FakeClock:
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+
+def to_ms(seconds: float) -> int:
+    """Seconds since the epoch to whole milliseconds, truncating.
+
+    The microsecond of slack absorbs float error, so ``to_ms(ms / 1000) == ms``: a timer
+    armed for ``ms / 1000`` seconds sees itself due, never a millisecond early or late.
+    """
+    return int(seconds * 1000 + 1e-3)

@@ -42,6 +42,8 @@ class InvalidRequest(ConveyorError):
     Attributes:
         field: JSON pointer (or dotted name) of the offending field, when one is to blame.
         rule: the rule broken, such as ``type``, ``required``, ``max_size``.
+        index: the event's position in a batch, when one event is to blame.
+        errors: every problem found, for a batch (each an ``InvalidRequest``).
     """
 
     code = "invalid_request"
@@ -55,12 +57,14 @@ class InvalidRequest(ConveyorError):
         rule: str | None = None,
         status: int = 400,
         index: int | None = None,
+        errors: list[InvalidRequest] | None = None,
     ) -> None:
         super().__init__(message)
         self.field = field
         self.rule = rule
         self.status = status
         self.index = index
+        self.errors: list[InvalidRequest] = errors or []
 
 
 class SchemaViolation(InvalidRequest):

@@ -16,6 +16,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=200)]
+JsonValue = Annotated[object, msgspec.Meta(extra_json_schema={"description": "any JSON value"})]
 
 DEFAULT_PARTITIONS = 4
 MAX_PARTITIONS = 256
@@ -61,7 +62,7 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: Name
     partitions: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARTITIONS)] = DEFAULT_PARTITIONS
-    schema: dict[str, object] | None = None
+    schema: dict[str, JsonValue] | None = None
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1, le=16 * 1024 * 1024)] = (
         DEFAULT_MAX_PAYLOAD_BYTES
     )

@@ -1,0 +1,262 @@
+"""The HTTP API's routes: one table drives both aiohttp's router and the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from conveyor import __version__
+from conveyor.api.schemas import (
+    BatchPublishRequest,
+    BatchPublishResult,
+    EndpointInfo,
+    EndpointRegistration,
+    EventView,
+    Health,
+    LambdaInfo,
+    PublishRequest,
+    PublishResult,
+    SubscriptionInfo,
+)
+from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.model import Subscription, Topic
+from conveyor.node import Node
+
+NODE = web.AppKey("node", Node)
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder[object]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation of the API."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type | None = None
+    response: object = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+
+
+def _json(value: object, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
+
+
+async def _body(request: web.Request, kind: type[T]) -> T:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder.decode(await request.read())  # type: ignore[return-value]
+
+
+def _same_name(path_name: str, body_name: str) -> None:
+    if path_name != body_name:
+        raise InvalidRequest(
+            f"the body's name {body_name!r} differs from the path's {path_name!r}",
+            field="/name",
+            rule="match_path",
+        )
+
+
+# -- node -------------------------------------------------------------------------------------
+async def health(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    return _json(Health(status="ok", version=__version__, store=node.store.name))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[NODE].metrics.registry
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# -- topics -----------------------------------------------------------------------------------
+async def create_topic(request: web.Request) -> web.Response:
+    catalog = request.app[NODE].catalog
+    topic = await _body(request, Topic)
+    existing = catalog.find_topic(topic.name)
+    if existing is not None:
+        if existing != topic:
+            raise Conflict(f"topic {topic.name!r} exists with another definition")
+        return _json(existing)
+    await catalog.put_topic(topic)
+    return _json(topic, 201)
+
+
+async def put_topic(request: web.Request) -> web.Response:
+    topic = await _body(request, Topic)
+    _same_name(request.match_info["name"], topic.name)
+    created = await request.app[NODE].catalog.put_topic(topic)
+    return _json(topic, 201 if created else 200)
+
+
+async def list_topics(request: web.Request) -> web.Response:
+    return _json(request.app[NODE].catalog.topics())
+
+
+async def get_topic(request: web.Request) -> web.Response:
+    return _json(request.app[NODE].catalog.topic(request.match_info["name"]))
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+async def create_subscription(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    sub = await _body(request, Subscription)
+    existing = node.catalog.subscriptions()
+    current = next((s for s in existing if s.name == sub.name), None)
+    if current is not None:
+        if current != sub:
+            raise Conflict(f"subscription {sub.name!r} exists with another definition")
+        return _json(await node.status.subscription(sub.name))
+    await node.catalog.put_subscription(sub)
+    return _json(await node.status.subscription(sub.name), 201)
+
+
+async def put_subscription(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    sub = await _body(request, Subscription)
+    _same_name(request.match_info["name"], sub.name)
+    created = await node.catalog.put_subscription(sub)
+    return _json(await node.status.subscription(sub.name), 201 if created else 200)
+
+
+async def list_subscriptions(request: web.Request) -> web.Response:
+    return _json(await request.app[NODE].status.subscriptions())
+
+
+async def get_subscription(request: web.Request) -> web.Response:
+    return _json(await request.app[NODE].status.subscription(request.match_info["name"]))
+
+
+async def delete_subscription(request: web.Request) -> web.Response:
+    await request.app[NODE].catalog.delete_subscription(request.match_info["name"])
+    return web.Response(status=204)
+
+
+# -- events -----------------------------------------------------------------------------------
+async def publish(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    req = await _body(request, PublishRequest)
+    header_key = request.headers.get("Idempotency-Key")
+    if header_key is not None:
+        if req.idempotency_key not in (None, header_key):
+            raise InvalidRequest(
+                "the Idempotency-Key header differs from the body's idempotency_key",
+                field="/idempotency_key",
+                rule="match_header",
+            )
+        req.idempotency_key = header_key
+    (result,) = await node.publisher.publish(request.match_info["topic"], [req], batch=False)
+    return _json(result, 200 if result.duplicate else 201)
+
+
+async def publish_batch(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = await _body(request, BatchPublishRequest)
+    results = await node.publisher.publish(request.match_info["topic"], body.events, batch=True)
+    return _json(BatchPublishResult(results), 201)
+
+
+async def get_event(request: web.Request) -> web.Response:
+    return _json(await request.app[NODE].status.event(request.match_info["id"]))
+
+
+# -- lambdas ----------------------------------------------------------------------------------
+async def register_endpoint(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    reg = await _body(request, EndpointRegistration)
+    lambda_name, endpoint_id = request.match_info["lambda"], request.match_info["id"]
+    endpoint = await node.register_endpoint(
+        lambda_name, endpoint_id, reg.url, reg.ttl_seconds, reg.concurrency
+    )
+    return _json(_endpoint_info(node, lambda_name, endpoint_id, endpoint.url, endpoint.expires_ms))
+
+
+async def deregister_endpoint(request: web.Request) -> web.Response:
+    lambda_name, endpoint_id = request.match_info["lambda"], request.match_info["id"]
+    if not await request.app[NODE].deregister_endpoint(lambda_name, endpoint_id):
+        raise NotFound("endpoint", f"{lambda_name}/{endpoint_id}")
+    return web.Response(status=204)
+
+
+def _endpoint_info(node: Node, lambda_name: str, eid: str, url: str, expires_ms: int) -> EndpointInfo:
+    from datetime import UTC, datetime
+
+    state = next((e for e in node.pool.endpoints(lambda_name) if e.id == eid), None)
+    return EndpointInfo(
+        lambda_name=lambda_name,
+        id=eid,
+        url=url,
+        expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
+        in_flight=state.in_flight if state else 0,
+    )
+
+
+async def list_lambdas(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    names = sorted({s.lambda_name for s in node.catalog.subscriptions()} | set(node.pool.lambdas()))
+    return _json(
+        [
+            LambdaInfo(
+                name,
+                [
+                    _endpoint_info(node, name, e.id, e.url, int(e.expires_at * 1000))
+                    for e in node.pool.endpoints(name)
+                ],
+            )
+            for name in names
+        ]
+    )
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", health, "The node's health", "node", response=Health),
+    Route("GET", "/metrics", metrics, "Prometheus metrics (text format)", "node"),
+    Route("POST", "/v1/topics", create_topic, "Create a topic (200 when an identical one exists)",
+          "topics", Topic, Topic, 201, (400, 409)),
+    Route("GET", "/v1/topics", list_topics, "List topics", "topics", response=list[Topic]),
+    Route("GET", "/v1/topics/{name}", get_topic, "Get a topic", "topics", response=Topic,
+          errors=(404,)),
+    Route("PUT", "/v1/topics/{name}", put_topic, "Create or update a topic", "topics", Topic,
+          Topic, 201, (400, 409)),
+    Route("POST", "/v1/topics/{topic}/events", publish,
+          "Publish one event; acknowledged once durable (200 for an idempotent replay)",
+          "events", PublishRequest, PublishResult, 201, (400, 404, 409, 413, 422)),
+    Route("POST", "/v1/topics/{topic}/events/batch", publish_batch,
+          "Publish events atomically: all are stored or none", "events", BatchPublishRequest,
+          BatchPublishResult, 201, (400, 404, 409, 413, 422)),
+    Route("GET", "/v1/events/{id}", get_event,
+          "An event and, per subscription, its state and attempt history", "events",
+          response=EventView, errors=(404,)),
+    Route("POST", "/v1/subscriptions", create_subscription,
+          "Create a subscription (200 when an identical one exists)", "subscriptions",
+          Subscription, SubscriptionInfo, 201, (400, 404, 409)),
+    Route("GET", "/v1/subscriptions", list_subscriptions, "List subscriptions with live figures",
+          "subscriptions", response=list[SubscriptionInfo]),
+    Route("GET", "/v1/subscriptions/{name}", get_subscription,
+          "A subscription with its live figures", "subscriptions", response=SubscriptionInfo,
+          errors=(404,)),
+    Route("PUT", "/v1/subscriptions/{name}", put_subscription,
+          "Create or update a subscription", "subscriptions", Subscription, SubscriptionInfo,
+          201, (400, 404, 409)),
+    Route("DELETE", "/v1/subscriptions/{name}", delete_subscription,
+          "Delete a subscription and its progress", "subscriptions", status=204, errors=(404,)),
+    Route("GET", "/v1/lambdas", list_lambdas, "Lambdas and their live endpoints", "lambdas",
+          response=list[LambdaInfo]),
+    Route("PUT", "/v1/lambdas/{lambda}/endpoints/{id}", register_endpoint,
+          "Register or renew (heartbeat) a worker's push endpoint", "lambdas",
+          EndpointRegistration, EndpointInfo, 200, (400,)),
+    Route("DELETE", "/v1/lambdas/{lambda}/endpoints/{id}", deregister_endpoint,
+          "Remove a worker's push endpoint", "lambdas", status=204, errors=(404,)),
+)  # fmt: skip

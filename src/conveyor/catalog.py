@@ -1,0 +1,147 @@
+"""The catalog: topics and subscriptions, cached in memory over the store.
+
+Writes go to the store first and reach the cache only once durable; readers on the hot path
+(publish, dispatch) read the cache. Listeners hear of subscription changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from conveyor.errors import InvalidRequest, NotFound
+from conveyor.frontend.validation import PayloadValidator, compile_schema
+from conveyor.model import Subscription, Topic
+from conveyor.store.base import Store
+
+SubscriptionListener = Callable[[Subscription], None]
+RemovalListener = Callable[[str], Awaitable[None]]
+
+
+class Catalog:
+    """Topics (with compiled schemas) and subscriptions.
+
+    Args:
+        store: the durable store.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._topics: dict[str, Topic] = {}
+        self._validators: dict[str, PayloadValidator] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._on_put: list[SubscriptionListener] = []
+        self._on_remove: list[RemovalListener] = []
+
+    async def load(self) -> None:
+        """Read the catalog from the store."""
+        for topic in await self._store.list_topics():
+            self._cache_topic(topic)
+        for sub in await self._store.list_subscriptions():
+            self._subs[sub.name] = sub
+
+    def listen(self, on_put: SubscriptionListener, on_remove: RemovalListener) -> None:
+        """Be told when a subscription is created, changed or removed."""
+        self._on_put.append(on_put)
+        self._on_remove.append(on_remove)
+
+    # -- topics -----------------------------------------------------------------------------
+    def topic(self, name: str) -> Topic:
+        """A topic by name.
+
+        Raises:
+            NotFound: no such topic.
+        """
+        topic = self._topics.get(name)
+        if topic is None:
+            raise NotFound("topic", name)
+        return topic
+
+    def find_topic(self, name: str) -> Topic | None:
+        """A topic by name, or ``None``."""
+        return self._topics.get(name)
+
+    def validator(self, name: str) -> PayloadValidator | None:
+        """The compiled schema of a topic, or ``None`` when it has none."""
+        return self._validators.get(name)
+
+    def topics(self) -> list[Topic]:
+        """Every topic, by name."""
+        return [self._topics[n] for n in sorted(self._topics)]
+
+    async def put_topic(self, topic: Topic) -> bool:
+        """Create or update a topic; return whether it was created.
+
+        Raises:
+            InvalidRequest: its schema is not a valid JSON Schema.
+            Conflict: it exists with another partition count.
+        """
+        if topic.schema is not None:
+            compile_schema(topic.schema)
+        created = await self._store.put_topic(topic)
+        self._cache_topic(topic)
+        return created
+
+    def _cache_topic(self, topic: Topic) -> None:
+        self._topics[topic.name] = topic
+        if topic.schema is None:
+            self._validators.pop(topic.name, None)
+        else:
+            self._validators[topic.name] = compile_schema(topic.schema)
+
+    # -- subscriptions ----------------------------------------------------------------------
+    def subscription(self, name: str) -> Subscription:
+        """A subscription by name.
+
+        Raises:
+            NotFound: no such subscription.
+        """
+        sub = self._subs.get(name)
+        if sub is None:
+            raise NotFound("subscription", name)
+        return sub
+
+    def subscriptions(self, topic: str | None = None) -> list[Subscription]:
+        """Every subscription (of one topic, when given), by name."""
+        return [
+            self._subs[n] for n in sorted(self._subs) if topic is None or self._subs[n].topic == topic
+        ]
+
+    async def put_subscription(self, sub: Subscription) -> bool:
+        """Create or update a subscription; return whether it was created.
+
+        Raises:
+            NotFound: its topic does not exist.
+            InvalidRequest: its dead-letter topic does not exist or is its own topic.
+            Conflict: it exists for another topic.
+        """
+        self.topic(sub.topic)
+        if sub.dead_letter_topic is not None:
+            if sub.dead_letter_topic == sub.topic:
+                raise InvalidRequest(
+                    "dead_letter_topic must differ from the subscription's topic",
+                    field="/dead_letter_topic",
+                    rule="distinct",
+                )
+            if sub.dead_letter_topic not in self._topics:
+                raise InvalidRequest(
+                    f"dead_letter_topic {sub.dead_letter_topic!r} does not exist",
+                    field="/dead_letter_topic",
+                    rule="exists",
+                )
+        created = await self._store.put_subscription(sub)
+        self._subs[sub.name] = sub
+        for listener in self._on_put:
+            listener(sub)
+        return created
+
+    async def delete_subscription(self, name: str) -> None:
+        """Delete a subscription and its progress.
+
+        Raises:
+            NotFound: no such subscription.
+        """
+        self.subscription(name)
+        for listener in self._on_remove:
+            await listener(name)
+        await self._store.delete_subscription(name)
+        self._subs.pop(name, None)

@@ -1,0 +1,396 @@
+"""``conveyor``: run a node or a worker, and drive a running platform from the shell.
+
+Every command that talks to a running platform takes ``--server`` (or ``CONVEYOR_URL``) and
+prints a table, or JSON with ``--json``. Errors print the server's message, field and rule
+and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.errors import ConveyorError, InvalidRequest
+from conveyor.model import RetryPolicy
+from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: durable events and tasks pushed to your Python lambdas.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+topic_app = typer.Typer(help="Create and inspect topics.", no_args_is_help=True)
+sub_app = typer.Typer(help="Create and inspect subscriptions.", no_args_is_help=True)
+app.add_typer(topic_app, name="topic")
+app.add_typer(sub_app, name="subscription")
+
+console = Console()
+err = Console(stderr=True)
+
+Server = Annotated[
+    str, typer.Option("--server", envvar="CONVEYOR_URL", help="The platform's base URL.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``1.5``, ``250ms``, ``30s``, ``5m``, ``2h`` or ``7d``.
+
+    Raises:
+        typer.BadParameter: the text is not a duration.
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 30s, 5m, 250ms)")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def _fail(error: ConveyorError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {error.message}")
+    if isinstance(error, InvalidRequest):
+        if error.field or error.rule:
+            err.print(f"  field: {error.field or '-'}   rule: {error.rule or '-'}")
+        for detail in getattr(error, "errors", [])[1:]:
+            message = getattr(detail, "message", str(detail))
+            err.print(f"  events[{getattr(detail, 'index', '?')}]: {message}")
+    raise typer.Exit(1)
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
+
+
+def _client(server: str):  # type: ignore[no-untyped-def]  # noqa: ANN202 - lazy import
+    from conveyor.client import Client
+
+    return Client(server)
+
+
+# -- processes --------------------------------------------------------------------------------
+@app.command()
+def serve(
+    store: Annotated[str, typer.Option(help="SQLite file (or sqlite:///path).")] = "conveyor.db",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks one).")] = DEFAULT_PORT,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Write host:port here once serving.")
+    ] = None,
+) -> None:
+    """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery."""
+    from conveyor.api.app import serve_forever
+
+    settings = NodeSettings(
+        store=store, host=host, port=port, ready_file=str(ready_file) if ready_file else None
+    )
+    try:
+        serve_forever(settings)
+    except (ConveyorError, ValueError, OSError) as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1) from e
+
+
+@app.command()
+def worker(
+    ref: Annotated[str, typer.Argument(help="The lambda to serve, as module:attribute.")],
+    server: Server = DEFAULT_URL,
+    host: Annotated[str, typer.Option(help="Address to listen on for pushes.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for pushes (0 picks one).")] = 0,
+    concurrency: Annotated[int, typer.Option(help="Handler calls at once.")] = 64,
+    advertise_host: Annotated[
+        str | None, typer.Option(help="Host the platform should push to (default: --host).")
+    ] = None,
+) -> None:
+    """Serve a lambda's handlers: register with the platform and run pushed events."""
+    from conveyor.execution.worker import run_worker
+
+    run_worker(
+        ref,
+        server=server,
+        host=host,
+        port=port,
+        concurrency=concurrency,
+        advertise_host=advertise_host,
+    )
+
+
+# -- topics -----------------------------------------------------------------------------------
+@topic_app.command("create")
+def topic_create(
+    name: str,
+    partitions: Annotated[int, typer.Option(help="Partitions (keys spread over them).")] = 4,
+    schema: Annotated[
+        Path | None, typer.Option(help="A JSON Schema file every payload must match.")
+    ] = None,
+    max_payload_bytes: Annotated[int, typer.Option(help="Largest payload accepted.")] = 1 << 20,
+    retention: Annotated[str, typer.Option(help="How long finished events are kept.")] = "7d",
+    server: Server = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Create a topic (or check that an identical one exists)."""
+    schema_doc = json.loads(schema.read_text()) if schema else None
+    with _client(server) as client:
+        try:
+            topic = client.create_topic(
+                name,
+                partitions=partitions,
+                schema=schema_doc,
+                max_payload_bytes=max_payload_bytes,
+                retention_seconds=int(parse_duration(retention)),
+            )
+        except ConveyorError as e:
+            _fail(e)
+    if as_json:
+        _print_json(topic)
+    else:
+        console.print(f"topic [bold]{topic.name}[/] ready ({topic.partitions} partitions)")
+
+
+@topic_app.command("list")
+def topic_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """List topics."""
+    with _client(server) as client:
+        try:
+            topics = client.list_topics()
+        except ConveyorError as e:
+            _fail(e)
+    if as_json:
+        _print_json(topics)
+        return
+    table = Table("topic", "partitions", "schema", "max payload", "retention")
+    for t in topics:
+        table.add_row(t.name, str(t.partitions), "yes" if t.schema else "-",
+                      str(t.max_payload_bytes), f"{t.retention_seconds}s")  # fmt: skip
+    console.print(table)
+
+
+@topic_app.command("show")
+def topic_show(name: str, server: Server = DEFAULT_URL) -> None:
+    """Show a topic as JSON."""
+    with _client(server) as client:
+        try:
+            _print_json(client.get_topic(name))
+        except ConveyorError as e:
+            _fail(e)
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+@sub_app.command("create")
+def subscription_create(
+    name: str,
+    topic: Annotated[str, typer.Option(help="The topic to read.")],
+    lambda_name: Annotated[str, typer.Option("--lambda", help="The lambda to push to.")],
+    ordered: Annotated[bool, typer.Option(help="Per-key FIFO delivery.")] = False,
+    max_concurrency: Annotated[int, typer.Option(help="Events in flight at once.")] = 512,
+    max_batch: Annotated[int, typer.Option(help="Events per push.")] = 256,
+    push_timeout: Annotated[str, typer.Option(help="Wait for a push's answer.")] = "30s",
+    max_attempts: Annotated[int, typer.Option(help="Deliveries before dead.")] = 5,
+    min_backoff: Annotated[str, typer.Option(help="Least wait before a retry.")] = "1s",
+    max_backoff: Annotated[str, typer.Option(help="Most wait before a retry.")] = "5m",
+    multiplier: Annotated[float, typer.Option(help="Backoff growth per attempt.")] = 2.0,
+    dead_letter_topic: Annotated[
+        str | None, typer.Option(help="Topic receiving dead events.")
+    ] = None,
+    server: Server = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Create a subscription: the topic's events pushed to a lambda."""
+    with _client(server) as client:
+        try:
+            retry = RetryPolicy(
+                max_attempts=max_attempts,
+                min_backoff=parse_duration(min_backoff),
+                max_backoff=parse_duration(max_backoff),
+                multiplier=multiplier,
+            )
+            info = client.create_subscription(
+                name,
+                topic,
+                lambda_name,
+                ordered=ordered,
+                max_concurrency=max_concurrency,
+                max_batch=max_batch,
+                push_timeout=parse_duration(push_timeout),
+                retry=retry,
+                dead_letter_topic=dead_letter_topic,
+            )
+        except ConveyorError as e:
+            _fail(e)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from e
+    if as_json:
+        _print_json(info)
+    else:
+        console.print(f"subscription [bold]{name}[/]: {topic} → lambda {lambda_name}")
+
+
+@sub_app.command("list")
+def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """List subscriptions with backlog, in-flight, retrying and dead counts."""
+    with _client(server) as client:
+        try:
+            infos = client.list_subscriptions()
+        except ConveyorError as e:
+            _fail(e)
+    if as_json:
+        _print_json(infos)
+        return
+    table = Table("subscription", "topic", "lambda", "ordered", "backlog", "in flight",
+                  "retrying", "dead", "oldest")  # fmt: skip
+    for i in infos:
+        s, st = i.subscription, i.stats
+        oldest = "-" if st.oldest_pending_age is None else f"{st.oldest_pending_age:.1f}s"
+        table.add_row(s.name, s.topic, s.lambda_name, "yes" if s.ordered else "no",
+                      str(st.backlog), str(st.in_flight), str(st.retrying), str(st.dead), oldest)  # fmt: skip
+    console.print(table)
+
+
+@sub_app.command("show")
+def subscription_show(name: str, server: Server = DEFAULT_URL) -> None:
+    """Show a subscription and its live figures as JSON."""
+    with _client(server) as client:
+        try:
+            _print_json(client.get_subscription(name))
+        except ConveyorError as e:
+            _fail(e)
+
+
+@sub_app.command("delete")
+def subscription_delete(name: str, server: Server = DEFAULT_URL) -> None:
+    """Delete a subscription and its progress."""
+    with _client(server) as client:
+        try:
+            client.delete_subscription(name)
+        except ConveyorError as e:
+            _fail(e)
+    console.print(f"subscription [bold]{name}[/] deleted")
+
+
+# -- events -----------------------------------------------------------------------------------
+def _attributes(pairs: list[str]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"attribute {pair!r} is not name=value")
+        out[name] = value
+    return out or None
+
+
+@app.command()
+def publish(
+    topic: str,
+    payload: Annotated[str, typer.Argument(help="The payload as JSON ('-' reads stdin).")],
+    key: Annotated[str | None, typer.Option(help="Ordering key.")] = None,
+    attr: Annotated[list[str] | None, typer.Option(help="Attribute name=value (repeat).")] = None,
+    delay: Annotated[str | None, typer.Option(help="Deliver after this long (30s, 5m).")] = None,
+    deliver_at: Annotated[
+        datetime | None,
+        typer.Option(help="Deliver at this time (ISO 8601, UTC unless a zone is given)."),
+    ] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Dedup key.")] = None,
+    server: Server = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Publish one event; prints its id once it is durable."""
+    text = sys.stdin.read() if payload == "-" else payload
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as e:
+        raise typer.BadParameter(f"payload is not JSON: {e}") from e
+    if deliver_at is not None and deliver_at.tzinfo is None:
+        from datetime import UTC
+
+        deliver_at = deliver_at.replace(tzinfo=UTC)
+    with _client(server) as client:
+        try:
+            result = client.publish(
+                topic,
+                value,
+                key=key,
+                attributes=_attributes(attr or []),
+                delay=parse_duration(delay) if delay else None,
+                deliver_at=deliver_at,
+                idempotency_key=idempotency_key,
+            )
+        except ConveyorError as e:
+            _fail(e)
+    if as_json:
+        _print_json(result)
+    else:
+        where = (
+            f"partition {result.partition} offset {result.offset}"
+            if result.partition is not None
+            else f"scheduled for {result.deliver_at}"
+        )
+        dup = " (duplicate of an earlier publish)" if result.duplicate else ""
+        console.print(f"{result.id}  {where}{dup}")
+
+
+@app.command()
+def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Show an event and, per subscription, its state and attempt history."""
+    with _client(server) as client:
+        try:
+            view = client.get_event(event_id)
+        except ConveyorError as e:
+            _fail(e)
+    if as_json:
+        _print_json(view)
+        return
+    console.print(f"[bold]{view.id}[/]  topic {view.topic}  key {view.key or '-'}  "
+                  f"published {view.publish_time:%Y-%m-%d %H:%M:%S.%f}")  # fmt: skip
+    table = Table("subscription", "state", "attempts", "next attempt", "last error")
+    for d in view.deliveries:
+        table.add_row(d.subscription, d.state, str(d.attempts),
+                      str(d.next_attempt_at or "-"), (d.last_error or "-")[:80])  # fmt: skip
+    console.print(table)
+    for d in view.deliveries:
+        for a in d.history:
+            console.print(f"  {d.subscription} attempt {a.attempt} at {a.at:%H:%M:%S.%f}: "
+                          f"{a.outcome.value} {a.error or ''}")  # fmt: skip
+
+
+@app.command()
+def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """List lambdas and their live endpoints."""
+    with _client(server) as client:
+        try:
+            infos = client.list_lambdas()
+        except ConveyorError as e:
+            _fail(e)
+    if as_json:
+        _print_json(infos)
+        return
+    table = Table("lambda", "endpoint", "url", "in flight", "expires")
+    for info in infos:
+        if not info.endpoints:
+            table.add_row(info.name, "-", "-", "-", "-")
+        for e in info.endpoints:
+            table.add_row(info.name, e.id, e.url, str(e.in_flight), str(e.expires_at))
+    console.print(table)
+
+
+@app.command()
+def openapi() -> None:
+    """Print the HTTP API's OpenAPI document."""
+    from conveyor.api.openapi import openapi_document
+
+    _print_json(openapi_document())
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app()

@@ -1,0 +1,166 @@
+"""The push transport: one batch of events to one endpoint over pooled keep-alive HTTP.
+
+Every push ends in per-event outcomes, never in an exception: an answer of 200 carries the
+results; 429/503 with ``Retry-After`` is a throttle (no attempt counted); any other status, a
+timeout or a broken connection is ``retry`` for every event of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+import msgspec
+
+from conveyor.delivery.endpoints import EndpointState
+from conveyor.delivery.protocol import (
+    SUBSCRIPTION_HEADER,
+    PushEvent,
+    PushRequest,
+    push_request_encoder,
+    push_response_decoder,
+)
+from conveyor.model import Event, Outcome
+
+MAX_ERROR_LENGTH = 2000
+_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(slots=True)
+class Result:
+    """One event's outcome of a push."""
+
+    outcome: Outcome
+    after: float | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    """The outcome of one push.
+
+    Attributes:
+        results: one per event, in the batch's order (empty for a throttle).
+        throttle: seconds the lambda asked the subscription to pause, for a throttle.
+        connect_failed: the endpoint could not be reached at all.
+    """
+
+    results: list[Result]
+    throttle: float | None = None
+    connect_failed: bool = False
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _all(events: Sequence[Event], error: str) -> list[Result]:
+    result = Result(Outcome.RETRY, None, error[:MAX_ERROR_LENGTH])
+    return [result] * len(events)
+
+
+class Pusher:
+    """Pushes batches; owns the pooled HTTP connections.
+
+    Args:
+        max_connections: open connections at most, over all endpoints.
+    """
+
+    def __init__(self, *, max_connections: int = 256) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, keepalive_timeout=60, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close every connection; idempotent."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def push(
+        self,
+        endpoint: EndpointState,
+        subscription: str,
+        events: Sequence[Event],
+        attempts: Sequence[int],
+        timeout: float,
+    ) -> PushOutcome:
+        """Push ``events`` to ``endpoint`` and return every event's outcome."""
+        body = push_request_encoder.encode(
+            PushRequest(
+                subscription,
+                [
+                    PushEvent(e.id, e.topic, e.partition, e.offset, msgspec.Raw(e.payload),
+                              e.publish_ms, a, e.key, e.attributes, e.deliver_at_ms)
+                    for e, a in zip(events, attempts, strict=True)
+                ],
+            )
+        )  # fmt: skip
+        headers = {**_HEADERS, SUBSCRIPTION_HEADER: subscription}
+        try:
+            async with self._client().post(
+                endpoint.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                data = await resp.read()
+                if resp.status == 200:
+                    return self._results(events, data)
+                after = _retry_after(resp.headers.get("Retry-After"))
+                if resp.status in (429, 503) and after is not None:
+                    return PushOutcome([], throttle=after)
+                text = data[:300].decode("utf-8", "replace")
+                return PushOutcome(_all(events, f"lambda answered HTTP {resp.status}: {text}"))
+        except TimeoutError:
+            return PushOutcome(_all(events, f"no answer within the push timeout ({timeout:g} s)"))
+        except aiohttp.ClientConnectorError as e:
+            return PushOutcome(_all(events, f"cannot connect: {e}"), connect_failed=True)
+        except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as e:
+            return PushOutcome(_all(events, f"connection broken: {type(e).__name__}: {e}"))
+
+    @staticmethod
+    def _results(events: Sequence[Event], data: bytes) -> PushOutcome:
+        try:
+            answer = push_response_decoder.decode(data)
+        except msgspec.DecodeError as e:
+            return PushOutcome(_all(events, f"lambda answered an unreadable body: {e}"))
+        by_id = {r.id: r for r in answer.results}
+        missing = Result(Outcome.RETRY, None, "the lambda's answer has no result for this event")
+        out: list[Result] = []
+        for e in events:
+            r = by_id.get(e.id)
+            if r is None:
+                out.append(missing)
+            else:
+                error = None if r.error is None else r.error[:MAX_ERROR_LENGTH]
+                out.append(Result(r.status, r.after, error))
+        return PushOutcome(out)

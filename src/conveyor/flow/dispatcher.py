@@ -1,0 +1,231 @@
+"""The dispatcher: one runner per subscription, and the commit of their progress.
+
+The dispatcher routes every committed append to the runners of its topic, and commits the
+runners' progress (cursors, delivery rows, dead letters) in one group-committed transaction
+every ``flush_interval``. A failed commit is retried, oldest first, before anything newer, so
+a cursor is never made durable ahead of the rows that own the offsets it passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from conveyor.clock import Clock, to_ms
+from conveyor.delivery.endpoints import EndpointPool
+from conveyor.delivery.push import Pusher
+from conveyor.errors import ConveyorError
+from conveyor.flow.retry import Jitter
+from conveyor.flow.runner import Runner
+from conveyor.metrics import Metrics
+from conveyor.model import Event, Subscription, Topic
+from conveyor.store.base import Progress, Store
+
+log = logging.getLogger("conveyor.flow")
+
+RESTART_DELAY = 1.0  # seconds before a failed runner is started again
+RETRY_COMMIT_DELAY = 0.2  # seconds between attempts to commit progress that failed
+
+
+class Dispatcher:
+    """Runs every subscription's flow control on this node.
+
+    Args:
+        store: the durable store.
+        pool: the endpoint pool.
+        pusher: the push transport.
+        clock: the source of time.
+        metrics: the node's metrics.
+        topic_of: resolves a topic by name (``None`` when missing).
+        flush_interval: seconds between progress commits.
+        jitter: draws retry waits (tests pin it).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pool: EndpointPool,
+        pusher: Pusher,
+        clock: Clock,
+        metrics: Metrics,
+        topic_of: Callable[[str], Topic | None],
+        flush_interval: float = 0.005,
+        jitter: Jitter = random.uniform,
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._pusher = pusher
+        self._clock = clock
+        self._metrics = metrics
+        self._topic_of = topic_of
+        self._flush_interval = flush_interval
+        self._jitter = jitter
+        self._runners: dict[str, Runner] = {}
+        self._by_topic: dict[str, list[Runner]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[Runner] = set()
+        self._dirty_event = asyncio.Event()
+        self._failed: list[Progress] = []
+        self._stopping = False
+        self._tg: asyncio.TaskGroup | None = None
+        pool.set_listener(self._endpoints_changed)
+
+    async def run(self, subscriptions: list[Subscription], started: asyncio.Event) -> None:
+        """Run until :meth:`stop`; then settle in-flight pushes and commit all progress."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            for sub in subscriptions:
+                self.put(sub)
+            started.set()
+            await self._flush_loop()
+        self._tg = None
+
+    def stop(self) -> None:
+        """Stop taking work: runners finish their pushes, then progress is committed."""
+        self._stopping = True
+        for runner in self._runners.values():
+            runner.stop()
+        self._dirty_event.set()
+
+    # -- subscriptions ----------------------------------------------------------------------
+    def put(self, sub: Subscription) -> None:
+        """Start a subscription's runner, or apply its new settings."""
+        topic = self._topic_of(sub.topic)
+        if topic is None or self._tg is None or self._stopping:
+            return
+        current = self._runners.get(sub.name)
+        if current is not None and current.sub.ordered == sub.ordered:
+            current.sub = sub
+            current.wake()
+            return
+        if current is not None:
+            # Changing ordering rebuilds the runner from committed state.
+            self._tg.create_task(self._replace(current, sub, topic))
+            return
+        self._start(sub, topic)
+
+    async def remove(self, name: str) -> None:
+        """Stop a subscription's runner and forget its uncommitted progress."""
+        runner = self._runners.pop(name, None)
+        if runner is None:
+            return
+        self._by_topic[runner.sub.topic].remove(runner)
+        task = self._tasks.pop(name, None)
+        runner.stop()
+        if task is not None:
+            await asyncio.wait({task})
+        self._dirty.discard(runner)
+
+    def runner(self, name: str) -> Runner | None:
+        """The runner of a subscription on this node."""
+        return self._runners.get(name)
+
+    def _start(self, sub: Subscription, topic: Topic) -> None:
+        assert self._tg is not None
+        runner = Runner(
+            sub,
+            topic,
+            store=self._store,
+            pool=self._pool,
+            pusher=self._pusher,
+            clock=self._clock,
+            metrics=self._metrics,
+            dead_letter=self._topic_of,
+            on_dirty=self._mark_dirty,
+            jitter=self._jitter,
+        )
+        self._runners[sub.name] = runner
+        self._by_topic.setdefault(sub.topic, []).append(runner)
+        self._tasks[sub.name] = self._tg.create_task(self._supervise(runner))
+
+    async def _replace(self, old: Runner, sub: Subscription, topic: Topic) -> None:
+        await self.remove(old.sub.name)
+        progress = old.take_progress()
+        if progress is not None:
+            self._failed.append(progress)
+        await self._flush()
+        if not self._stopping:
+            self._start(sub, topic)
+
+    async def _supervise(self, runner: Runner) -> None:
+        # A runner that fails is rebuilt from committed state: uncommitted progress is
+        # redelivered (at least once), nothing is lost.
+        try:
+            await runner.run()
+        except Exception:
+            log.exception("subscription %s failed; restarting", runner.sub.name)
+            if self._runners.get(runner.sub.name) is runner and not self._stopping:
+                await asyncio.sleep(RESTART_DELAY)
+                if self._runners.get(runner.sub.name) is runner and not self._stopping:
+                    await self.remove(runner.sub.name)
+                    topic = self._topic_of(runner.sub.topic)
+                    if topic is not None:
+                        self._start(runner.sub, topic)
+
+    def _endpoints_changed(self, lambda_name: str) -> None:
+        for runner in self._runners.values():
+            if runner.sub.lambda_name == lambda_name:
+                runner.wake()
+
+    # -- appends ----------------------------------------------------------------------------
+    def on_append(self, events: list[Event]) -> None:
+        """Route committed events (in commit order) to the runners of their topics."""
+        if not events:
+            return
+        by_part: dict[tuple[str, int], list[Event]] = {}
+        for event in events:
+            key = (event.topic, event.partition)
+            group = by_part.get(key)
+            if group is None:
+                by_part[key] = [event]
+            else:
+                group.append(event)
+        for (topic, partition), group in by_part.items():
+            for runner in self._by_topic.get(topic, ()):
+                runner.on_append(partition, group)
+
+    # -- progress ---------------------------------------------------------------------------
+    def _mark_dirty(self, runner: Runner) -> None:
+        self._dirty.add(runner)
+        self._dirty_event.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty_event.wait()
+            if self._stopping:
+                await self._drain_runners()
+                await self._flush()
+                return
+            await asyncio.sleep(self._flush_interval)
+            self._dirty_event.clear()
+            await self._flush()
+
+    async def _drain_runners(self) -> None:
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _flush(self) -> None:
+        while True:
+            batch = self._failed
+            self._failed = []
+            for runner in list(self._dirty):
+                progress = runner.take_progress()
+                if progress is not None:
+                    batch.append(progress)
+            self._dirty.clear()
+            if not batch:
+                return
+            try:
+                appended = await self._store.commit_progress(batch, to_ms(self._clock.now()))
+            except ConveyorError as e:
+                log.warning("committing progress failed, retrying: %s", e)
+                self._failed = batch + self._failed
+                await asyncio.sleep(RETRY_COMMIT_DELAY)
+                continue
+            self.on_append(appended)
+            if not self._failed and not self._dirty:
+                return

@@ -1,0 +1,577 @@
+"""One subscription's flow control: read, gate, batch, push, settle, remember.
+
+A :class:`Runner` owns a subscription on this node. It reads each partition's log from its
+cursor (from memory when it keeps up with appends, from the store when it lags), lets ordered
+subscriptions' keys through one at a time, packs ready events into pushes under the
+subscription's concurrency limit, and settles every result:
+
+* success → the offset is finished;
+* retry → a ``retrying`` delivery row (with the attempt in its history) owns the event, the
+  offset is finished for the cursor, and the event returns when its backoff expires;
+* out of attempts, or fatal → a ``dead`` row, and the dead-letter topic gets a copy;
+* throttle → the batch goes back to the front of the queue and the subscription pauses.
+
+Progress (cursors and rows) is taken by the dispatcher and committed in batches; a crash
+loses only uncommitted progress, which means redelivery (at least once), never loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from conveyor.clock import Clock, TimerHandle, to_ms
+from conveyor.delivery.endpoints import EndpointPool, EndpointState
+from conveyor.delivery.push import Pusher, Result
+from conveyor.flow.progress import PartitionProgress
+from conveyor.flow.retry import Jitter, exhausted, next_delay
+from conveyor.metrics import Metrics
+from conveyor.model import Attempt, DeliveryState, Event, Outcome, Subscription, Topic
+from conveyor.scheduler.ordering import Admit, KeyLanes
+from conveyor.store.base import CursorState, DeliveryRow, NewEvent, Progress, Store
+
+BUFFER_LIMIT = 4096  # events held in memory per partition, read but not yet pushed
+WINDOW = 20_000  # offsets a partition may run ahead of its cursor (bounds the ack set)
+READ_BATCH = 2048  # events per read from the store
+LOAD_BATCH = 1000  # retried or released events loaded per read
+
+Ref = tuple[int, int]  # (partition, offset)
+
+_ROW_STATES = {
+    "retrying": DeliveryState.RETRYING,
+    "blocked": DeliveryState.PENDING,
+    "dead": DeliveryState.DEAD,
+    "succeeded": DeliveryState.SUCCEEDED,
+}
+
+
+@dataclass(slots=True, eq=False)
+class _Part:
+    index: int
+    progress: PartitionProgress
+    head: int
+    next_read: int
+    lanes: KeyLanes | None
+    buffer: deque[Event] = field(default_factory=deque)
+    reading: bool = False
+
+
+class Runner:
+    """Flow control for one subscription on this node.
+
+    Args:
+        sub: the subscription.
+        topic: its topic.
+        store: the durable store.
+        pool: the endpoint pool.
+        pusher: the push transport.
+        clock: the source of time.
+        metrics: the node's metrics.
+        dead_letter: resolves the dead-letter topic by name (``None`` when missing).
+        on_dirty: called when the runner has progress to commit.
+        jitter: draws retry waits (injected by tests).
+    """
+
+    def __init__(
+        self,
+        sub: Subscription,
+        topic: Topic,
+        *,
+        store: Store,
+        pool: EndpointPool,
+        pusher: Pusher,
+        clock: Clock,
+        metrics: Metrics,
+        dead_letter: Callable[[str], Topic | None],
+        on_dirty: Callable[[Runner], None],
+        jitter: Jitter,
+    ) -> None:
+        self.sub = sub
+        self.topic = topic
+        self._store = store
+        self._pool = pool
+        self._pusher = pusher
+        self._clock = clock
+        self._dead_letter = dead_letter
+        self._on_dirty = on_dirty
+        self._jitter = jitter
+        self._parts: list[_Part] = []
+        self._pending_heads: dict[int, int] = {}
+        self._ready: deque[tuple[Event, int]] = deque()  # (event, attempt) bypassing lanes
+        self._rows: dict[Ref, DeliveryRow] = {}  # live rows: retrying or blocked
+        self._retry_heap: list[tuple[int, int, int]] = []  # (due_ms, partition, offset)
+        self._to_load: list[Ref] = []
+        self._loading = False
+        self._pending: dict[Ref, DeliveryRow | None] = {}  # rows to write; None = delete
+        self._dead_letters: list[Event] = []
+        self._batches: dict[int, list[Event]] = {}
+        self._batch_ids = itertools.count()
+        self._rr = 0
+        self.in_flight = 0
+        self._paused_until = 0.0
+        self._wake = asyncio.Event()
+        self._timer: TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = False
+        self.loaded = asyncio.Event()
+        self._m_results = {
+            o: metrics.results.labels(sub.name, o.value) for o in (Outcome.SUCCESS, Outcome.RETRY,
+                                                                   Outcome.FATAL)
+        }  # fmt: skip
+        self._m_push = metrics.push_seconds.labels(sub.name)
+        self._m_pushes = metrics.pushes.labels(sub.name)
+        self._m_throttles = metrics.throttles.labels(sub.name)
+        self._m_dead = metrics.dead.labels(sub.name)
+        self._m_lateness = metrics.lateness.labels(sub.name)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the subscription until :meth:`stop`; waits for in-flight pushes at the end."""
+        await self._load()
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            while not self._stopping:
+                self._wake.clear()
+                self._step()
+                await self._wake.wait()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def stop(self) -> None:
+        """Stop taking work; :meth:`run` returns once in-flight pushes are settled."""
+        self._stopping = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for work again (endpoints changed, time moved)."""
+        self._wake.set()
+
+    async def _load(self) -> None:
+        cursors, rows = await self._store.load_progress(self.sub)
+        ends = await self._store.log_ends(self.topic)
+        for i, end in enumerate(ends):
+            progress = PartitionProgress(cursors.get(i, CursorState(end, [], end)))
+            head = max(end, self._pending_heads.get(i, 0))
+            lanes = KeyLanes() if self.sub.ordered else None
+            self._parts.append(_Part(i, progress, head, progress.cursor, lanes))
+        by_key: dict[tuple[int, str], list[DeliveryRow]] = {}
+        for row in rows:
+            self._rows[(row.partition, row.offset)] = row
+            if row.state == "retrying" and row.next_ms is not None:
+                heapq.heappush(self._retry_heap, (row.next_ms, row.partition, row.offset))
+            elif row.key is None or not self.sub.ordered:
+                self._to_load.append((row.partition, row.offset))
+            if self.sub.ordered and row.key is not None:
+                by_key.setdefault((row.partition, row.key), []).append(row)
+        for (part, key), key_rows in by_key.items():
+            lanes = self._parts[part].lanes
+            assert lanes is not None
+            release = lanes.restore(
+                key, [r.offset for r in key_rows], key_rows[0].state == "retrying"
+            )
+            if release is not None:
+                self._to_load.append((part, release))
+        self.loaded.set()
+
+    # -- input ------------------------------------------------------------------------------
+    def on_append(self, partition: int, events: list[Event]) -> None:
+        """Events were appended to one partition of the topic (committed, in order)."""
+        last = events[-1].offset
+        if not self._parts:
+            self._pending_heads[partition] = max(self._pending_heads.get(partition, 0), last + 1)
+            return
+        p = self._parts[partition]
+        if last >= p.head:
+            p.head = last + 1
+        if (
+            not p.reading
+            and events[0].offset == p.next_read
+            and len(p.buffer) < BUFFER_LIMIT
+            and p.next_read - p.progress.cursor < WINDOW
+        ):
+            p.buffer.extend(events)
+            p.next_read = last + 1
+        self._wake.set()
+
+    # -- the loop's step --------------------------------------------------------------------
+    def _step(self) -> None:
+        now = self._clock.now()
+        self._release_due(to_ms(now))
+        self._start_loads()
+        self._start_reads()
+        self._dispatch(now)
+        self._arm(now)
+
+    def _release_due(self, now_ms: int) -> None:
+        heap = self._retry_heap
+        while heap and heap[0][0] <= now_ms:
+            due, part, off = heapq.heappop(heap)
+            row = self._rows.get((part, off))
+            # Invariant: a retry is released only at or after its next_ms (never early);
+            # stale heap entries (the row moved on) are dropped.
+            if row is not None and row.state == "retrying" and row.next_ms == due:
+                self._to_load.append((part, off))
+
+    def _start_loads(self) -> None:
+        if self._to_load and not self._loading:
+            refs = self._to_load[:LOAD_BATCH]
+            del self._to_load[:LOAD_BATCH]
+            self._loading = True
+            self._tg.create_task(self._load_refs(refs))
+
+    async def _load_refs(self, refs: list[Ref]) -> None:
+        try:
+            events = await self._store.read_events(self.topic, refs)
+        finally:
+            self._loading = False
+        found = {(e.partition, e.offset): e for e in events}
+        for ref in refs:
+            row = self._rows.get(ref)
+            event = found.get(ref)
+            if event is None:
+                if row is not None:
+                    self._bury_missing(ref, row)
+                continue
+            self._ready.append((event, (row.attempts if row else 0) + 1))
+        self._wake.set()
+
+    def _start_reads(self) -> None:
+        for p in self._parts:
+            if (
+                not p.reading
+                and p.next_read < p.head
+                and len(p.buffer) < BUFFER_LIMIT // 2
+                and p.next_read - p.progress.cursor < WINDOW
+            ):
+                p.reading = True
+                self._tg.create_task(self._read(p))
+
+    async def _read(self, p: _Part) -> None:
+        try:
+            limit = min(READ_BATCH, BUFFER_LIMIT - len(p.buffer))
+            events = await self._store.read_log(self.topic, p.index, p.next_read, limit)
+        finally:
+            p.reading = False
+        if events and events[0].offset == p.next_read:
+            p.buffer.extend(events)
+            p.next_read = events[-1].offset + 1
+        self._wake.set()
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def _dispatch(self, now: float) -> None:
+        if self._paused_until > now or self._stopping:
+            return
+        capacity = self.sub.max_concurrency - self.in_flight
+        while capacity > 0:
+            endpoint = self._pool.choose(self.sub.lambda_name)
+            if endpoint is None:
+                return
+            batch, attempts = self._take(min(self.sub.max_batch, capacity))
+            if not batch:
+                return
+            capacity -= len(batch)
+            self.in_flight += len(batch)
+            endpoint.in_flight += len(batch)
+            self._tg.create_task(self._push(endpoint, batch, attempts))
+
+    def _take(self, n: int) -> tuple[list[Event], list[int]]:
+        batch: list[Event] = []
+        attempts: list[int] = []
+        ready = self._ready
+        while ready and len(batch) < n:
+            event, attempt = ready.popleft()
+            batch.append(event)
+            attempts.append(attempt)
+        parts = self._parts
+        count = len(parts)
+        idle = 0
+        i = self._rr
+        while len(batch) < n and idle < count:
+            p = parts[i]
+            i = (i + 1) % count
+            if not p.buffer:
+                idle += 1
+                continue
+            idle = 0
+            self._take_from(p, batch, attempts, n)
+        self._rr = i
+        return batch, attempts
+
+    def _take_from(self, p: _Part, batch: list[Event], attempts: list[int], n: int) -> None:
+        buffer = p.buffer
+        progress = p.progress
+        lanes = p.lanes
+        # Fairness between partitions: take at most an even share of the batch at a time.
+        quota = max(1, n // len(self._parts))
+        taken = 0
+        while buffer and len(batch) < n and taken < quota:
+            event = buffer.popleft()
+            if progress.is_finished(event.offset):
+                continue
+            if lanes is not None:
+                verdict = lanes.admit(event)
+                if verdict is Admit.WAIT:
+                    continue
+                if verdict is Admit.PARK:
+                    self._park(p, event)
+                    continue
+            batch.append(event)
+            attempts.append(1)
+            taken += 1
+
+    async def _push(self, endpoint: EndpointState, batch: list[Event], attempts: list[int]) -> None:
+        batch_id = next(self._batch_ids)
+        self._batches[batch_id] = batch
+        started = self._clock.now()
+        self._observe_lateness(batch, attempts, started)
+        try:
+            outcome = await self._pusher.push(
+                endpoint, self.sub.name, batch, attempts, self.sub.push_timeout
+            )
+        finally:
+            del self._batches[batch_id]
+            endpoint.in_flight -= len(batch)
+            self.in_flight -= len(batch)
+        endpoint.pushes += 1
+        self._m_pushes.inc()
+        self._m_push.observe(max(0.0, self._clock.now() - started))
+        if outcome.connect_failed:
+            self._pool.connect_failed(endpoint)
+        if outcome.throttle is not None:
+            self._m_throttles.inc()
+            self._paused_until = max(self._paused_until, self._clock.now() + outcome.throttle)
+            self._ready.extendleft(reversed(list(zip(batch, attempts, strict=True))))
+        else:
+            self._settle(batch, attempts, outcome.results, started)
+        self._wake.set()
+
+    def _observe_lateness(self, batch: list[Event], attempts: list[int], now: float) -> None:
+        for event, attempt in zip(batch, attempts, strict=True):
+            if event.deliver_at_ms is not None and attempt == 1:
+                self._m_lateness.observe(max(0.0, now - event.deliver_at_ms / 1000))
+
+    # -- settling results -------------------------------------------------------------------
+    def _settle(
+        self, batch: list[Event], attempts: list[int], results: list[Result], started: float
+    ) -> None:
+        now = self._clock.now()
+        succeeded = 0
+        parts = self._parts
+        for event, attempt, result in zip(batch, attempts, results, strict=True):
+            p = parts[event.partition]
+            if result.outcome is Outcome.SUCCESS:
+                succeeded += 1
+                if self._rows and (event.partition, event.offset) in self._rows:
+                    self._row_succeeded(event, attempt, started, now)
+                p.progress.finish(event.offset)
+                if p.lanes is not None:
+                    self._release(p, event.key)
+            elif result.outcome is Outcome.RETRY and not exhausted(self.sub.retry, attempt):
+                self._m_results[Outcome.RETRY].inc()
+                self._retry_later(p, event, attempt, result, started, now)
+            else:
+                self._m_results[result.outcome].inc()
+                self._bury(p, event, attempt, result, started, now)
+        if succeeded:
+            self._m_results[Outcome.SUCCESS].inc(succeeded)
+        self._on_dirty(self)
+
+    def _attempt(self, attempt: int, result: Result, started: float, now: float) -> Attempt:
+        return Attempt(
+            attempt, to_ms(started), result.outcome, result.error, to_ms(now) - to_ms(started)
+        )
+
+    def _row_for(self, event: Event, now: float) -> DeliveryRow:
+        ref = (event.partition, event.offset)
+        row = self._rows.get(ref)
+        if row is None:
+            row = DeliveryRow(event.partition, event.offset, event.key, "retrying", 0, None,
+                              None, [], to_ms(now))  # fmt: skip
+        return row
+
+    def _row_succeeded(self, event: Event, attempt: int, started: float, now: float) -> None:
+        ref = (event.partition, event.offset)
+        row = self._rows.pop(ref)
+        if not row.history:
+            # A blocked follower that went through at once needs no memory.
+            self._pending[ref] = None
+            return
+        row.state = DeliveryState.SUCCEEDED.value
+        row.attempts = attempt
+        row.next_ms = None
+        row.history.append(self._attempt(attempt, Result(Outcome.SUCCESS), started, now))
+        row.updated_ms = to_ms(now)
+        self._pending[ref] = row
+
+    def _retry_later(
+        self, p: _Part, event: Event, attempt: int, result: Result, started: float, now: float
+    ) -> None:
+        ref = (event.partition, event.offset)
+        delay = next_delay(self.sub.retry, attempt, after=result.after, jitter=self._jitter)
+        row = self._row_for(event, now)
+        row.state = DeliveryState.RETRYING.value
+        row.attempts = attempt
+        row.next_ms = to_ms(now + delay)
+        row.last_error = result.error
+        row.history.append(self._attempt(attempt, result, started, now))
+        row.updated_ms = to_ms(now)
+        self._rows[ref] = row
+        self._pending[ref] = row
+        heapq.heappush(self._retry_heap, (row.next_ms, event.partition, event.offset))
+        # Invariant: the row owns the event now, so the cursor may pass it.
+        p.progress.finish(event.offset)
+        if p.lanes is not None:
+            for follower in p.lanes.failed(event.key):
+                self._park(p, follower)
+
+    def _bury(
+        self, p: _Part, event: Event, attempt: int, result: Result, started: float, now: float
+    ) -> None:
+        ref = (event.partition, event.offset)
+        row = self._row_for(event, now)
+        row.state = DeliveryState.DEAD.value
+        row.attempts = attempt
+        row.next_ms = None
+        row.last_error = result.error
+        row.history.append(self._attempt(attempt, result, started, now))
+        row.updated_ms = to_ms(now)
+        self._rows.pop(ref, None)
+        self._pending[ref] = row
+        self._m_dead.inc()
+        if self.sub.dead_letter_topic is not None:
+            self._dead_letters.append(event)
+        p.progress.finish(event.offset)
+        if p.lanes is not None:
+            self._release(p, event.key)
+
+    def _bury_missing(self, ref: Ref, row: DeliveryRow) -> None:
+        now = self._clock.now()
+        row.state = DeliveryState.DEAD.value
+        row.last_error = "the event is no longer in the log (retention)"
+        row.updated_ms = to_ms(now)
+        self._rows.pop(ref, None)
+        self._pending[ref] = row
+        p = self._parts[ref[0]]
+        if p.lanes is not None:
+            self._release(p, row.key)
+        self._on_dirty(self)
+
+    def _park(self, p: _Part, event: Event) -> None:
+        ref = (event.partition, event.offset)
+        row = DeliveryRow(event.partition, event.offset, event.key, "blocked", 0, None, None,
+                          [], to_ms(self._clock.now()))  # fmt: skip
+        self._rows[ref] = row
+        self._pending[ref] = row
+        p.progress.finish(event.offset)
+
+    def _release(self, p: _Part, key: str | None) -> None:
+        assert p.lanes is not None
+        release = p.lanes.finished(key)
+        if release is None:
+            return
+        if release.event is not None:
+            self._ready.append((release.event, 1))
+        elif release.offset is not None:
+            self._to_load.append((p.index, release.offset))
+
+    # -- timers -----------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        self._timer_at = None
+        self._timer = None
+        self._wake.set()
+
+    def _arm(self, now: float) -> None:
+        deadlines = []
+        if self._retry_heap:
+            deadlines.append(self._retry_heap[0][0] / 1000)
+        if self._paused_until > now:
+            deadlines.append(self._paused_until)
+        back = self._pool.next_change(self.sub.lambda_name)
+        if back is not None:
+            deadlines.append(back)
+        at = min(deadlines) if deadlines else None
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None if at is None else self._clock.call_at(at, self._on_timer)
+        self._timer_at = at
+
+    # -- progress ---------------------------------------------------------------------------
+    def take_progress(self) -> Progress | None:
+        """What to commit since the last call, or ``None`` when nothing changed."""
+        cursors = {p.index: p.progress.snapshot() for p in self._parts if p.progress.dirty}
+        if not cursors and not self._pending and not self._dead_letters:
+            return None
+        progress = Progress(self.sub.name, cursors)
+        for ref, row in self._pending.items():
+            if row is None:
+                progress.deleted.append(ref)
+            else:
+                # A copy: the writer thread encodes it while this runner goes on.
+                progress.rows.append(msgspec.structs.replace(row, history=list(row.history)))
+        self._pending = {}
+        dlq = self._dead_letter(self.sub.dead_letter_topic) if self.sub.dead_letter_topic else None
+        if dlq is not None:
+            for event in self._dead_letters:
+                progress.dead_letters.append((dlq, self._dead_letter_event(dlq, event)))
+        self._dead_letters = []
+        return progress
+
+    def _dead_letter_event(self, dlq: Topic, event: Event) -> NewEvent:
+        from conveyor._ids import new_id
+        from conveyor.frontend.partitioning import partition_for
+
+        attributes = dict(event.attributes or {})
+        attributes.update(
+            {
+                "conveyor.dead_letter.subscription": self.sub.name,
+                "conveyor.dead_letter.topic": event.topic,
+                "conveyor.dead_letter.event_id": event.id,
+            }
+        )
+        now_ms = to_ms(self._clock.now())
+        return NewEvent(
+            new_id(now_ms), partition_for(event.key, dlq.partitions, event.offset), event.key,
+            attributes, event.payload, now_ms, None, False,
+        )  # fmt: skip
+
+    # -- queries ----------------------------------------------------------------------------
+    def live_state(self, partition: int, offset: int) -> DeliveryState | None:
+        """What this node knows of an event beyond the store, or ``None``.
+
+        ``running`` while pushed; otherwise the state of a row not yet committed or held live.
+        """
+        for batch in self._batches.values():
+            for event in batch:
+                if event.partition == partition and event.offset == offset:
+                    return DeliveryState.RUNNING
+        ref = (partition, offset)
+        row = self._pending.get(ref) or self._rows.get(ref)
+        if row is None:
+            return None
+        return _ROW_STATES.get(row.state, DeliveryState.PENDING)
+
+    def is_finished(self, partition: int, offset: int) -> bool | None:
+        """Whether the in-memory progress has passed an offset (``None`` before loading)."""
+        if partition >= len(self._parts):
+            return None
+        return self._parts[partition].progress.is_finished(offset)
+
+    def stats(self) -> tuple[int, int, int]:
+        """(backlog, in flight, retrying) as this node sees them now."""
+        backlog = sum(
+            max(0, p.head - p.progress.cursor - len(p.progress.acked)) for p in self._parts
+        )
+        retrying = sum(1 for r in self._rows.values() if r.state == "retrying")
+        return backlog, self.in_flight, retrying
+
+    def oldest_unfinished(self) -> list[tuple[int, int]]:
+        """(partition, cursor) of every partition with unfinished events."""
+        return [(p.index, p.progress.cursor) for p in self._parts if p.progress.cursor < p.head]

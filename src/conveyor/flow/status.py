@@ -1,0 +1,161 @@
+"""What happened to an event, and how a subscription is doing: the read side of flow control.
+
+An event's state for a subscription combines, most recent first: what the runner on this node
+holds in memory (running, rows not yet committed, progress not yet committed), the delivery
+row in the store, then the cursor.
+"""
+
+from __future__ import annotations
+
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from conveyor.api.schemas import (
+    AttemptView,
+    DeliveryView,
+    EventView,
+    SubscriptionInfo,
+    SubscriptionStats,
+)
+from conveyor.catalog import Catalog
+from conveyor.clock import Clock
+from conveyor.errors import NotFound
+from conveyor.flow.dispatcher import Dispatcher
+from conveyor.model import DeliveryState, Event, Subscription
+from conveyor.store.base import CursorState, DeliveryRow, Store
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _history(row: DeliveryRow | None) -> list[AttemptView]:
+    if row is None:
+        return []
+    return [
+        AttemptView(
+            attempt=a.attempt,
+            at=datetime.fromtimestamp(a.at_ms / 1000, tz=UTC),
+            outcome=a.outcome,
+            duration_ms=a.duration_ms,
+            error=a.error,
+        )
+        for a in row.history
+    ]
+
+
+class StatusService:
+    """Answers "what happened to this event?" and "how is this subscription doing?".
+
+    Args:
+        store: the durable store.
+        catalog: topics and subscriptions.
+        dispatcher: the runners of this node.
+        clock: the source of time.
+    """
+
+    def __init__(self, store: Store, catalog: Catalog, dispatcher: Dispatcher, clock: Clock) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._dispatcher = dispatcher
+        self._clock = clock
+
+    async def event(self, event_id: str) -> EventView:
+        """An event with its state for every subscription of its topic.
+
+        Raises:
+            NotFound: no event has that id (or it is past retention).
+        """
+        found = await self._store.find_event(event_id)
+        if found is None:
+            raise NotFound("event", event_id)
+        event, scheduled = found
+        subs = self._catalog.subscriptions(event.topic)
+        if scheduled:
+            deliveries = [DeliveryView(s.name, DeliveryState.SCHEDULED.value) for s in subs]
+        else:
+            topic = self._catalog.topic(event.topic)
+            rows = await self._store.delivery_rows(topic, event.partition, event.offset)
+            cursors = await self._store.cursors_of(topic, event.partition)
+            deliveries = [
+                view
+                for s in subs
+                if (view := self._delivery(s, event, rows.get(s.name), cursors.get(s.name)))
+            ]
+        return EventView(
+            id=event.id,
+            topic=event.topic,
+            payload=msgspec.Raw(event.payload),
+            publish_time=datetime.fromtimestamp(event.publish_ms / 1000, tz=UTC),
+            key=event.key,
+            attributes=event.attributes,
+            deliver_at=_dt(event.deliver_at_ms),
+            partition=None if scheduled else event.partition,
+            offset=None if scheduled else event.offset,
+            deliveries=deliveries,
+        )
+
+    def _delivery(
+        self, sub: Subscription, event: Event, row: DeliveryRow | None, cursor: CursorState | None
+    ) -> DeliveryView | None:
+        if cursor is not None and event.offset < cursor.start:
+            return None  # published before the subscription existed: not its event
+        runner = self._dispatcher.runner(sub.name)
+        live = runner.live_state(event.partition, event.offset) if runner else None
+        if live is not None and live is not DeliveryState.PENDING:
+            state = live
+        elif row is not None and row.state != "blocked":
+            state = DeliveryState(row.state)
+        else:
+            finished = runner.is_finished(event.partition, event.offset) if runner else None
+            if finished is None and cursor is not None:
+                finished = event.offset < cursor.cursor or any(
+                    lo <= event.offset < hi for lo, hi in cursor.acked
+                )
+            state = DeliveryState.SUCCEEDED if finished and row is None else DeliveryState.PENDING
+        attempts = row.attempts if row else (1 if state is DeliveryState.SUCCEEDED else 0)
+        if state is DeliveryState.RUNNING:
+            attempts = (row.attempts if row else 0) + 1
+        return DeliveryView(
+            subscription=sub.name,
+            state=state.value,
+            attempts=attempts,
+            next_attempt_at=_dt(row.next_ms) if row and state is DeliveryState.RETRYING else None,
+            last_error=row.last_error if row else None,
+            history=_history(row),
+        )
+
+    async def subscription(self, name: str) -> SubscriptionInfo:
+        """A subscription with its live figures.
+
+        Raises:
+            NotFound: no such subscription.
+        """
+        sub = self._catalog.subscription(name)
+        return SubscriptionInfo(sub, await self._stats(sub))
+
+    async def subscriptions(self) -> list[SubscriptionInfo]:
+        """Every subscription with its live figures."""
+        return [SubscriptionInfo(s, await self._stats(s)) for s in self._catalog.subscriptions()]
+
+    async def _stats(self, sub: Subscription) -> SubscriptionStats:
+        counts = await self._store.count_rows(sub.name)
+        stats = SubscriptionStats(retrying=counts.get("retrying", 0), dead=counts.get("dead", 0))
+        runner = self._dispatcher.runner(sub.name)
+        if runner is None:
+            return stats
+        stats.backlog, stats.in_flight, _ = runner.stats()
+        topic = self._catalog.topic(sub.topic)
+        oldest: int | None = None
+        for partition, cursor in runner.oldest_unfinished():
+            events = await self._store.read_log(topic, partition, cursor, 1)
+            if events and (oldest is None or events[0].publish_ms < oldest):
+                oldest = events[0].publish_ms
+        if oldest is not None:
+            stats.oldest_pending_age = max(0.0, self._clock.now() - oldest / 1000)
+        return stats
+
+
+

@@ -1,0 +1,232 @@
+"""Publishing: check every event, store the batch atomically, acknowledge once durable.
+
+A publish is acknowledged only after the group-committed transaction holding it is durable;
+a batch is stored whole or not at all (every event is checked before anything is written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from conveyor._ids import new_id
+from conveyor.api.schemas import (
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    PublishRequest,
+    PublishResult,
+)
+from conveyor.catalog import Catalog
+from conveyor.clock import Clock, to_ms
+from conveyor.errors import InvalidRequest
+from conveyor.frontend.partitioning import partition_for
+from conveyor.frontend.validation import PayloadValidator, check_payload
+from conveyor.metrics import Metrics
+from conveyor.model import Event, Topic
+from conveyor.store.base import NewEvent, Store, Stored
+
+
+def _ms_to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _digest(req: PublishRequest) -> bytes:
+    """What makes two publishes with one idempotency key the same request."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(bytes(req.payload))
+    h.update(b"\x00" + (req.key or "").encode())
+    for k in sorted(req.attributes or {}):
+        h.update(b"\x00" + k.encode() + b"=" + (req.attributes or {})[k].encode())
+    return h.digest()
+
+
+class PublishService:
+    """The frontend's publish path.
+
+    Args:
+        store: the durable store.
+        catalog: topics and their schemas.
+        clock: the source of time.
+        metrics: the node's metrics.
+        on_append: told of events appended to the log (after commit).
+        on_timers: told of timers added to the timer store (after commit).
+        dedup_window: seconds an idempotency key is remembered.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        on_append: Callable[[list[Event]], None],
+        on_timers: Callable[[list[tuple[int, str]]], None],
+        dedup_window: float,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+        self._metrics = metrics
+        self._on_append = on_append
+        self._on_timers = on_timers
+        self._dedup_ms = int(dedup_window * 1000)
+        self._spread = itertools.count()
+
+    async def publish(
+        self, topic_name: str, requests: Sequence[PublishRequest], *, batch: bool
+    ) -> list[PublishResult]:
+        """Check and store events; return their acknowledgements.
+
+        Args:
+            topic_name: the topic.
+            requests: the events, in order.
+            batch: whether the request was a batch (errors then carry indices).
+
+        Raises:
+            NotFound: the topic does not exist.
+            InvalidRequest: an event is invalid; nothing was stored.
+            Conflict: an idempotency key was reused with another event; nothing was stored.
+            StoreUnavailable: the store could not commit; nothing was acknowledged.
+        """
+        topic = self._catalog.topic(topic_name)
+        now_ms = to_ms(self._clock.now())
+        events = self._check_all(topic, requests, now_ms, batch)
+        result = await self._store.publish(topic, events, now_ms, self._dedup_ms)
+        if result.appended:
+            self._on_append(result.appended)
+        if result.timers:
+            self._on_timers(result.timers)
+        self._metrics.published.labels(topic.name).inc(len(result.appended) + len(result.timers))
+        return [self._ack(s) for s in result.stored]
+
+    @staticmethod
+    def _ack(stored: Stored) -> PublishResult:
+        return PublishResult(
+            id=stored.id,
+            state="scheduled" if stored.partition is None else "pending",
+            partition=stored.partition,
+            offset=stored.offset,
+            deliver_at=_ms_to_datetime(stored.deliver_at_ms),
+            duplicate=stored.duplicate,
+        )
+
+    def _check_all(
+        self, topic: Topic, requests: Sequence[PublishRequest], now_ms: int, batch: bool
+    ) -> list[NewEvent]:
+        validator = self._catalog.validator(topic.name)
+        events: list[NewEvent] = []
+        problems: list[InvalidRequest] = []
+        for index, req in enumerate(requests):
+            try:
+                events.append(self._check(topic, validator, req, now_ms, index if batch else None))
+            except InvalidRequest as e:
+                problems.append(e)
+        if problems:
+            self._metrics.publish_rejected.labels(problems[0].rule or "invalid").inc()
+            first = problems[0]
+            if not batch:
+                raise first
+            raise InvalidRequest(
+                f"{len(problems)} of {len(requests)} events are invalid; none was stored. "
+                f"First: {first.message}",
+                field=first.field,
+                rule=first.rule,
+                status=first.status,
+                index=first.index,
+                errors=problems,
+            )
+        return events
+
+    def _check(
+        self,
+        topic: Topic,
+        validator: PayloadValidator | None,
+        req: PublishRequest,
+        now_ms: int,
+        index: int | None,
+    ) -> NewEvent:
+        prefix = "" if index is None else f"/events/{index}"
+        payload = bytes(req.payload)
+        if len(payload) > topic.max_payload_bytes:
+            raise InvalidRequest(
+                f"payload is {len(payload)} bytes; topic {topic.name!r} accepts at most "
+                f"{topic.max_payload_bytes}",
+                field=prefix + "/payload",
+                rule="max_size",
+                status=413,
+                index=index,
+            )
+        self._check_attributes(req, prefix, index)
+        if validator is not None:
+            check_payload(validator, payload, index=index)
+        deliver_at_ms = self._deliver_at(req, now_ms, prefix, index)
+        return NewEvent(
+            id=new_id(now_ms),
+            partition=partition_for(req.key, topic.partitions, next(self._spread)),
+            key=req.key,
+            attributes=req.attributes,
+            payload=payload,
+            publish_ms=now_ms,
+            deliver_at_ms=deliver_at_ms,
+            delayed=deliver_at_ms is not None and deliver_at_ms > now_ms,
+            idempotency_key=req.idempotency_key,
+            digest=None if req.idempotency_key is None else _digest(req),
+        )
+
+    @staticmethod
+    def _check_attributes(req: PublishRequest, prefix: str, index: int | None) -> None:
+        attributes = req.attributes
+        if not attributes:
+            return
+        if len(attributes) > MAX_ATTRIBUTES:
+            raise InvalidRequest(
+                f"at most {MAX_ATTRIBUTES} attributes are accepted, got {len(attributes)}",
+                field=prefix + "/attributes",
+                rule="max_properties",
+                index=index,
+            )
+        for name, value in attributes.items():
+            if not name or len(name) > MAX_ATTRIBUTE_KEY:
+                raise InvalidRequest(
+                    f"attribute names are 1 to {MAX_ATTRIBUTE_KEY} characters",
+                    field=prefix + "/attributes",
+                    rule="max_length",
+                    index=index,
+                )
+            if len(value) > MAX_ATTRIBUTE_VALUE:
+                raise InvalidRequest(
+                    f"attribute {name!r} is longer than {MAX_ATTRIBUTE_VALUE} characters",
+                    field=f"{prefix}/attributes/{name}",
+                    rule="max_length",
+                    index=index,
+                )
+
+    @staticmethod
+    def _deliver_at(req: PublishRequest, now_ms: int, prefix: str, index: int | None) -> int | None:
+        if req.deliver_at is not None and req.delay is not None:
+            raise InvalidRequest(
+                "give deliver_at or delay, not both",
+                field=prefix + "/delay",
+                rule="exclusive",
+                index=index,
+            )
+        if req.delay is not None:
+            return now_ms + math.ceil(req.delay * 1000)
+        if req.deliver_at is not None:
+            when = req.deliver_at
+            if when.tzinfo is None:
+                raise InvalidRequest(
+                    "deliver_at needs a time zone (e.g. 2030-01-01T00:00:00Z)",
+                    field=prefix + "/deliver_at",
+                    rule="format",
+                    index=index,
+                )
+            # Rounded up: a time between two milliseconds is never reached early.
+            return math.ceil(when.timestamp() * 1000)
+        return None
+

@@ -1,0 +1,183 @@
+"""A Conveyor node: the five layers wired together over one store.
+
+``conveyor serve`` runs one :class:`Node` behind the HTTP API. Tests run nodes in process
+with a :class:`~conveyor.clock.FakeClock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from types import TracebackType
+from typing import Self
+
+from conveyor.catalog import Catalog
+from conveyor.clock import Clock, SystemClock, to_ms
+from conveyor.delivery.endpoints import EndpointPool
+from conveyor.delivery.push import Pusher
+from conveyor.errors import ConveyorError
+from conveyor.flow.dispatcher import Dispatcher
+from conveyor.flow.retry import Jitter
+from conveyor.flow.status import StatusService
+from conveyor.frontend.publish import PublishService
+from conveyor.metrics import Metrics
+from conveyor.scheduler.timers import TimerService
+from conveyor.settings import NodeSettings
+from conveyor.store.base import Endpoint, Store
+from conveyor.store.sqlite import SqliteStore
+
+log = logging.getLogger("conveyor.node")
+
+SWEEP_INTERVAL = 60.0  # seconds between housekeeping passes
+ENDPOINT_FORGET_MS = 3_600_000  # expired endpoints are dropped from the store after an hour
+
+
+def open_store(url: str) -> Store:
+    """The store named by a URL: ``sqlite:///path``, or a plain path to a SQLite file.
+
+    Raises:
+        ValueError: the URL names a store this build does not have.
+    """
+    if url.startswith(("postgres://", "postgresql://")):
+        raise ValueError("the PostgreSQL store is not part of this build yet; use SQLite")
+    return SqliteStore(url)
+
+
+class Node:
+    """Every layer of Conveyor over one store.
+
+    Args:
+        settings: the node's settings.
+        clock: the source of time (a FakeClock in tests).
+        store: the store to use instead of the one named in the settings.
+        jitter: draws retry waits (tests pin it).
+    """
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        jitter: Jitter = random.uniform,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.store = store or open_store(settings.store)
+        self.metrics = Metrics()
+        self.catalog = Catalog(self.store)
+        self.pool = EndpointPool(self.clock)
+        self.pusher = Pusher()
+        self.dispatcher = Dispatcher(
+            store=self.store,
+            pool=self.pool,
+            pusher=self.pusher,
+            clock=self.clock,
+            metrics=self.metrics,
+            topic_of=self.catalog.find_topic,
+            flush_interval=settings.flush_interval,
+            jitter=jitter,
+        )
+        self.timers = TimerService(
+            self.store,
+            self.clock,
+            self.metrics,
+            self.dispatcher.on_append,
+            window=settings.timer_window_seconds,
+        )
+        self.publisher = PublishService(
+            self.store,
+            self.catalog,
+            self.clock,
+            self.metrics,
+            on_append=self.dispatcher.on_append,
+            on_timers=self.timers.add,
+            dedup_window=settings.dedup_window_seconds,
+        )
+        self.status = StatusService(self.store, self.catalog, self.dispatcher, self.clock)
+        self.catalog.listen(self.dispatcher.put, self.dispatcher.remove)
+        self._main: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Open the store, load the catalog and start every layer."""
+        await self.store.open()
+        await self.catalog.load()
+        for e in await self.store.list_endpoints():
+            self.pool.restore(e.lambda_name, e.id, e.url, e.expires_ms / 1000, e.concurrency)
+        started = asyncio.Event()
+        self._main = asyncio.create_task(self._run(started), name="conveyor-node")
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({self._main, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.is_set():
+            waiter.cancel()
+            await self._main  # raises the failure that stopped the start
+
+    async def _run(self, started: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.dispatcher.run(self.catalog.subscriptions(), started))
+            tg.create_task(self.timers.run())
+            tg.create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SWEEP_INTERVAL)
+            if self._stop.is_set():
+                return
+            now_ms = to_ms(self.clock.now())
+            try:
+                removed = await self.store.sweep(now_ms, int(self.settings.dedup_window_seconds * 1000))
+                for e in await self.store.list_endpoints():
+                    if e.expires_ms < now_ms - ENDPOINT_FORGET_MS:
+                        await self.store.delete_endpoint(e.lambda_name, e.id)
+            except ConveyorError as error:
+                log.warning("housekeeping failed: %s", error)
+            else:
+                if removed:
+                    log.info("housekeeping removed %d rows", removed)
+
+    async def register_endpoint(
+        self, lambda_name: str, endpoint_id: str, url: str, ttl: float, concurrency: int
+    ) -> Endpoint:
+        """Register or renew a worker's endpoint, durably."""
+        state = self.pool.register(lambda_name, endpoint_id, url, ttl, concurrency)
+        endpoint = Endpoint(lambda_name, endpoint_id, url, to_ms(state.expires_at), concurrency)
+        await self.store.put_endpoint(endpoint)
+        return endpoint
+
+    async def deregister_endpoint(self, lambda_name: str, endpoint_id: str) -> bool:
+        """Remove a worker's endpoint; returns whether it was known."""
+        known = self.pool.deregister(lambda_name, endpoint_id)
+        stored = await self.store.delete_endpoint(lambda_name, endpoint_id)
+        return known or stored
+
+    async def aclose(self) -> None:
+        """Stop taking work, settle in-flight pushes, commit progress, close; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self.dispatcher.stop()
+        self.timers.stop()
+        try:
+            if self._main is not None:
+                await self._main
+        finally:
+            await self.pusher.aclose()
+            await self.store.aclose()

@@ -1,0 +1,164 @@
+"""Delayed events: a durable timer store with a near window held in memory.
+
+Every delayed event waits in the store's timer table. The service keeps in a heap the timers
+due within ``window`` seconds and, when one falls due, appends its event to the log in the
+same transaction that deletes the timer. Far timers cost no memory until they come near.
+
+Invariants:
+
+* a timer fires only when ``now >= due`` (never early), measured on the injected clock;
+* every timer due before ``loading_until`` is in the heap or being loaded: a publish adds its
+  timers when they fall inside the window, the refill loads the rest, and ids already in the
+  heap are skipped, so both may see the same timer;
+* a timer that failed to fire stays in the store and is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+
+from conveyor.clock import Clock, TimerHandle, to_ms
+from conveyor.errors import ConveyorError
+from conveyor.metrics import Metrics
+from conveyor.model import Event
+from conveyor.store.base import Store
+
+log = logging.getLogger("conveyor.scheduler")
+
+FIRE_BATCH = 5000  # timers appended per transaction
+REFILL_LIMIT = 100_000  # timers loaded per refill
+RETRY_DELAY = 0.5  # seconds before firing again after a store failure
+
+
+class TimerService:
+    """Fires delayed events when they fall due.
+
+    Args:
+        store: the durable store.
+        clock: the source of time.
+        metrics: the node's metrics.
+        on_fire: told of the events appended to the log.
+        window: seconds ahead held in memory.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+        on_fire: Callable[[list[Event]], None],
+        *,
+        window: float = 30.0,
+    ) -> None:
+        if window <= 0:
+            raise ValueError("window must be positive")
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._on_fire = on_fire
+        self._window_ms = int(window * 1000)
+        self._heap: list[tuple[int, str]] = []
+        self._ids: set[str] = set()
+        self._loading_until = 0
+        self._next_refill = 0
+        self._wake = asyncio.Event()
+        self._timer: TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = False
+        self._retry_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, timers: list[tuple[int, str]]) -> None:
+        """Timers were committed by a publish: hold those inside the window."""
+        for due, event_id in timers:
+            if due < self._loading_until and event_id not in self._ids:
+                self._ids.add(event_id)
+                heapq.heappush(self._heap, (due, event_id))
+        if timers:
+            self._wake.set()
+
+    def stop(self) -> None:
+        """Stop firing; timers stay in the store."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Fire timers until :meth:`stop`."""
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                now = self._clock.now()
+                if now >= self._retry_at:
+                    if to_ms(now) >= self._next_refill:
+                        await self._refill(now)
+                    await self._fire_due()
+                self._arm()
+                if not self._stopping:
+                    await self._wake.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    async def _refill(self, now: float) -> None:
+        until = to_ms(now) + self._window_ms
+        self._loading_until = max(self._loading_until, until)
+        try:
+            rows = await self._store.due_timers(until, REFILL_LIMIT)
+        except ConveyorError as e:
+            log.warning("loading timers failed, retrying: %s", e)
+            self._retry_at = now + RETRY_DELAY
+            return
+        if len(rows) == REFILL_LIMIT:
+            # More are due inside the window than we hold: hold the earliest, and refill
+            # again as soon as they are fired.
+            self._loading_until = rows[-1][0]
+            self._next_refill = 0
+        else:
+            self._next_refill = to_ms(now) + self._window_ms // 2
+        self.add(rows)
+
+    async def _fire_due(self) -> None:
+        while self._heap and not self._stopping:
+            now_ms = to_ms(self._clock.now())
+            due: list[str] = []
+            while self._heap and self._heap[0][0] <= now_ms and len(due) < FIRE_BATCH:
+                due.append(heapq.heappop(self._heap)[1])
+            if not due:
+                return
+            try:
+                events = await self._store.fire_timers(due)
+            except ConveyorError as e:
+                log.warning("firing %d timers failed, retrying: %s", len(due), e)
+                for event_id in due:
+                    self._ids.discard(event_id)
+                self._next_refill = 0
+                self._retry_at = self._clock.now() + RETRY_DELAY
+                return
+            for event_id in due:
+                self._ids.discard(event_id)
+            self._metrics.timers_fired.inc(len(events))
+            self._on_fire(events)
+
+    def _on_timer(self) -> None:
+        self._timer_at = None
+        self._timer = None
+        self._wake.set()
+
+    def _arm(self) -> None:
+        deadlines = [self._next_refill / 1000]
+        if self._heap:
+            deadlines.append(self._heap[0][0] / 1000)
+        if self._retry_at > self._clock.now():
+            deadlines.append(self._retry_at)
+        at = min(deadlines)
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._clock.call_at(at, self._on_timer)
+        self._timer_at = at

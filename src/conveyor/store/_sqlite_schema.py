@@ -1,0 +1,91 @@
+"""The SQLite schema, as numbered migrations applied in order on open."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the log with cursors, sparse delivery rows, timers, idempotency keys.
+    """
+    CREATE TABLE topics (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        spec BLOB NOT NULL
+    );
+    CREATE TABLE partitions (
+        topic_id INTEGER NOT NULL,
+        part     INTEGER NOT NULL,
+        next_off INTEGER NOT NULL,
+        PRIMARY KEY (topic_id, part)
+    ) WITHOUT ROWID;
+    CREATE TABLE subscriptions (
+        name  TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        spec  BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE endpoints (
+        lambda      TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        expires_ms  INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL,
+        PRIMARY KEY (lambda, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE log (
+        topic_id      INTEGER NOT NULL,
+        part          INTEGER NOT NULL,
+        off           INTEGER NOT NULL,
+        id            TEXT NOT NULL,
+        key           TEXT,
+        attrs         BLOB,
+        payload       BLOB NOT NULL,
+        publish_ms    INTEGER NOT NULL,
+        deliver_at_ms INTEGER,
+        PRIMARY KEY (topic_id, part, off)
+    );
+    CREATE UNIQUE INDEX log_by_id ON log (id);
+    CREATE TABLE timers (
+        id            TEXT PRIMARY KEY,
+        topic_id      INTEGER NOT NULL,
+        part          INTEGER NOT NULL,
+        due_ms        INTEGER NOT NULL,
+        key           TEXT,
+        attrs         BLOB,
+        payload       BLOB NOT NULL,
+        publish_ms    INTEGER NOT NULL
+    );
+    CREATE INDEX timers_by_due ON timers (due_ms);
+    CREATE TABLE cursors (
+        sub    TEXT NOT NULL,
+        part   INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        acked  BLOB,
+        start  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (sub, part)
+    ) WITHOUT ROWID;
+    CREATE TABLE deliveries (
+        sub        TEXT NOT NULL,
+        part       INTEGER NOT NULL,
+        off        INTEGER NOT NULL,
+        key        TEXT,
+        state      TEXT NOT NULL,
+        attempts   INTEGER NOT NULL,
+        next_ms    INTEGER,
+        last_error TEXT,
+        history    BLOB,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (sub, part, off)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_state ON deliveries (sub, state);
+    CREATE TABLE idempotency (
+        topic_id      INTEGER NOT NULL,
+        key           TEXT NOT NULL,
+        event_id      TEXT NOT NULL,
+        part          INTEGER,
+        off           INTEGER,
+        deliver_at_ms INTEGER,
+        digest        BLOB,
+        created_ms    INTEGER NOT NULL,
+        PRIMARY KEY (topic_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_age ON idempotency (created_ms);
+    """,
+]

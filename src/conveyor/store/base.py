@@ -1,0 +1,380 @@
+"""The Store port: everything Conveyor keeps durably, behind one narrow interface.
+
+The record is a log with cursors (see docs/design.md):
+
+* **log** — per topic partition, append-only, gap-free offsets from 0. An event is written
+  once. Offsets are assigned by the single writer of a partition, inside the transaction that
+  appends, so a reader never sees a later offset before an earlier one.
+* **cursors** — per subscription and partition: ``cursor`` is the lowest offset not known to be
+  finished; offsets at or above it that are finished are kept as ranges in ``acked``.
+  *Invariant:* every offset below the cursor, or inside ``acked``, is finished — succeeded,
+  filtered, or owned by a delivery row.
+* **delivery rows** — sparse: only an event that needs memory has one (retrying, blocked
+  behind its key, dead, or succeeded after failures, for its history).
+* **timers** — delayed events wait here, apart from the log, and are appended to it in the
+  same transaction that deletes the timer.
+* **idempotency** — publish keys with the first result, for the dedup window.
+
+The port does the shared work once: :class:`GroupCommit` batches concurrent writes into one
+transaction (one fsync) and acknowledges none before that transaction is durable. Adapters
+implement the narrow primitives.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+import msgspec
+
+from conveyor.errors import StoreUnavailable
+from conveyor.model import Attempt, Event, Subscription, Topic
+
+T = TypeVar("T")
+Ranges = list[tuple[int, int]]  # half-open [lo, hi) offset ranges, sorted, disjoint
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event accepted by the frontend, not yet stored.
+
+    ``partition`` is chosen by the frontend for an immediate event; a delayed event's
+    partition is chosen again when its timer fires (the same key gives the same partition).
+    """
+
+    id: str
+    partition: int
+    key: str | None
+    attributes: dict[str, str] | None
+    payload: bytes
+    publish_ms: int
+    deliver_at_ms: int | None
+    delayed: bool
+    idempotency_key: str | None = None
+    digest: bytes | None = None
+
+
+@dataclass(slots=True)
+class Stored:
+    """What the store did with one :class:`NewEvent`.
+
+    Attributes:
+        id: the event's id (the first publish's id for a duplicate).
+        partition: its partition, or ``None`` while it waits in the timer store.
+        offset: its offset, or ``None`` while it waits in the timer store.
+        deliver_at_ms: its scheduled time for a delayed event.
+        duplicate: an earlier publish with the same idempotency key was returned.
+        conflict: the idempotency key was used before with another request.
+    """
+
+    id: str
+    partition: int | None
+    offset: int | None
+    deliver_at_ms: int | None
+    duplicate: bool = False
+    conflict: bool = False
+
+
+@dataclass(slots=True)
+class PublishBatchResult:
+    """The result of one publish call: per-event outcomes plus what changed."""
+
+    stored: list[Stored]
+    appended: list[Event]
+    timers: list[tuple[int, str]]  # (due_ms, event id) added to the timer store
+
+
+class DeliveryRow(msgspec.Struct):
+    """The sparse state of one event for one subscription.
+
+    Attributes:
+        partition: the event's partition.
+        offset: the event's offset.
+        key: its ordering key (needed to rebuild per-key blocking after a restart).
+        state: ``retrying``, ``blocked``, ``dead`` or ``succeeded``.
+        attempts: deliveries tried.
+        next_ms: for ``retrying``, when the next attempt is due.
+        last_error: the last failure's message.
+        history: the attempts recorded.
+        updated_ms: when the row last changed.
+    """
+
+    partition: int
+    offset: int
+    key: str | None
+    state: str
+    attempts: int
+    next_ms: int | None
+    last_error: str | None
+    history: list[Attempt]
+    updated_ms: int
+
+
+@dataclass(slots=True)
+class CursorState:
+    """A subscription's progress in one partition (see the module's invariant)."""
+
+    cursor: int
+    acked: Ranges = field(default_factory=list)
+    start: int = 0  # the log end when the subscription was created: it owns offsets >= start
+
+
+@dataclass(slots=True)
+class Progress:
+    """One flush of a subscription's progress, committed atomically.
+
+    Attributes:
+        subscription: its name.
+        cursors: new cursor states by partition.
+        rows: delivery rows to insert or replace.
+        deleted: (partition, offset) of delivery rows to delete.
+        dead_letters: events to append to the dead-letter topic, with that topic.
+    """
+
+    subscription: str
+    cursors: dict[int, CursorState] = field(default_factory=dict)
+    rows: list[DeliveryRow] = field(default_factory=list)
+    deleted: list[tuple[int, int]] = field(default_factory=list)
+    dead_letters: list[tuple[Topic, NewEvent]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """A registered push endpoint of a lambda."""
+
+    lambda_name: str
+    id: str
+    url: str
+    expires_ms: int
+    concurrency: int
+
+
+class Store(abc.ABC):
+    """The durable store of one Conveyor deployment.
+
+    Every method may raise :class:`~conveyor.errors.StoreUnavailable` when the store cannot
+    commit; nothing is then acknowledged.
+    """
+
+    name: str = "store"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema and get ready."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release every resource; idempotent."""
+
+    # -- catalog ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_topic(self, topic: Topic) -> bool:
+        """Create or update a topic; return whether it was created.
+
+        Raises:
+            Conflict: the topic exists with another number of partitions.
+        """
+
+    @abc.abstractmethod
+    async def list_topics(self) -> list[Topic]:
+        """Every topic."""
+
+    @abc.abstractmethod
+    async def put_subscription(self, sub: Subscription) -> bool:
+        """Create or update a subscription; return whether it was created.
+
+        A new subscription's cursors start at the end of its topic's log: it receives the
+        events published after it was created.
+
+        Raises:
+            Conflict: it exists for another topic.
+        """
+
+    @abc.abstractmethod
+    async def delete_subscription(self, name: str) -> bool:
+        """Delete a subscription and all its progress; return whether it existed."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription."""
+
+    @abc.abstractmethod
+    async def put_endpoint(self, endpoint: Endpoint) -> None:
+        """Register or renew an endpoint."""
+
+    @abc.abstractmethod
+    async def delete_endpoint(self, lambda_name: str, endpoint_id: str) -> bool:
+        """Remove an endpoint; return whether it existed."""
+
+    @abc.abstractmethod
+    async def list_endpoints(self) -> list[Endpoint]:
+        """Every registered endpoint, expired or not."""
+
+    # -- log ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish(
+        self, topic: Topic, events: Sequence[NewEvent], now_ms: int, dedup_ms: int
+    ) -> PublishBatchResult:
+        """Store events atomically: immediate ones in the log, delayed ones as timers.
+
+        An event whose idempotency key was seen within ``dedup_ms`` is not stored again;
+        its first result is returned (or a conflict when the request differs).
+        Returns only once the transaction is durable.
+        """
+
+    @abc.abstractmethod
+    async def read_log(self, topic: Topic, partition: int, start: int, limit: int) -> list[Event]:
+        """Events of a partition from offset ``start``, in order, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def read_events(self, topic: Topic, refs: Sequence[tuple[int, int]]) -> list[Event]:
+        """The events at (partition, offset) ``refs`` that still exist, in no set order."""
+
+    @abc.abstractmethod
+    async def log_ends(self, topic: Topic) -> list[int]:
+        """The next offset of every partition of a topic."""
+
+    @abc.abstractmethod
+    async def find_event(self, event_id: str) -> tuple[Event, bool] | None:
+        """An event by id, and whether it still waits in the timer store."""
+
+    # -- timers ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def due_timers(self, until_ms: int, limit: int) -> list[tuple[int, str]]:
+        """(due_ms, id) of timers due before ``until_ms``, earliest first."""
+
+    @abc.abstractmethod
+    async def fire_timers(self, ids: Sequence[str]) -> list[Event]:
+        """Append the given timers' events to their logs and delete the timers, atomically.
+
+        Returns the appended events; ids no longer in the timer store are skipped.
+        """
+
+    # -- progress -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def load_progress(
+        self, sub: Subscription
+    ) -> tuple[dict[int, CursorState], list[DeliveryRow]]:
+        """A subscription's cursors and its live (retrying or blocked) delivery rows."""
+
+    @abc.abstractmethod
+    async def commit_progress(self, progress: Sequence[Progress], now_ms: int) -> list[Event]:
+        """Commit subscriptions' progress atomically; return appended dead-letter events."""
+
+    @abc.abstractmethod
+    async def delivery_rows(self, topic: Topic, partition: int, offset: int) -> dict[str, DeliveryRow]:
+        """The delivery rows of one event, by subscription."""
+
+    @abc.abstractmethod
+    async def cursors_of(self, topic: Topic, partition: int) -> dict[str, CursorState]:
+        """The cursors of every subscription of a topic in one partition."""
+
+    @abc.abstractmethod
+    async def count_rows(self, subscription: str) -> dict[str, int]:
+        """How many delivery rows a subscription has, by state."""
+
+    # -- housekeeping ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def sweep(self, now_ms: int, dedup_ms: int) -> int:
+        """Drop expired idempotency keys and log entries past retention that every
+        subscription has finished; return how many rows were removed."""
+
+
+@dataclass(slots=True)
+class _Op(Generic[T]):
+    run: Callable[[], T]
+    future: asyncio.Future[T]
+
+
+class GroupCommit:
+    """Batches concurrent writes into one transaction.
+
+    Writers call :meth:`submit` with a function that performs their statements; while one
+    transaction commits, the next batch gathers. ``execute`` runs a batch inside one
+    transaction and returns, per operation, its result or the exception it raised (which
+    rolled back that operation alone); when the commit itself fails it raises, and every
+    operation in the batch fails with :class:`StoreUnavailable`.
+
+    Invariant: a future resolves only after the transaction holding its operation is durable.
+    """
+
+    def __init__(
+        self,
+        execute: Callable[[list[Callable[[], object]]], Awaitable[list[object]]],
+        *,
+        max_batch: int = 512,
+    ) -> None:
+        self._execute = execute
+        self._max_batch = max_batch
+        self._queue: list[_Op[object]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the committing task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="group-commit")
+
+    async def submit(self, run: Callable[[], T]) -> T:
+        """Run ``run`` in the next transaction and return its result once durable."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(run, future))  # type: ignore[arg-type]
+        self._wake.set()
+        return await future
+
+    async def aclose(self) -> None:
+        """Commit what is queued, then stop; idempotent."""
+        self._closed = True
+        if self._task is not None:
+            self._wake.set()
+            await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Op[object]]) -> None:
+        try:
+            results = await self._execute([op.run for op in batch])
+        except Exception as e:  # noqa: BLE001 - every failure of the commit fails the batch
+            error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"commit failed: {e}")
+            error.__cause__ = e
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(error)
+            return
+        for op, result in zip(batch, results, strict=True):
+            if op.future.done():
+                continue
+            if isinstance(result, BaseException):
+                op.future.set_exception(result)
+            else:
+                op.future.set_result(result)
