@@ -1,0 +1,1 @@
+"""The HTTP client's implementation; import it from :mod:`conveyor.client`."""

@@ -1,0 +1,400 @@
+"""The asynchronous client of Conveyor's HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import msgspec
+
+from conveyor._client.http import HttpSession
+from conveyor._client.publish import build_request, request_from_mapping
+from conveyor.api.schemas import (
+    BatchPublishRequest,
+    BatchPublishResult,
+    EndpointInfo,
+    EndpointRegistration,
+    EventView,
+    Health,
+    LambdaInfo,
+    PublishRequest,
+    PublishResult,
+    SubscriptionInfo,
+)
+from conveyor.errors import Conflict
+from conveyor.model import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_PARTITIONS,
+    DEFAULT_RETENTION_SECONDS,
+    RetryPolicy,
+    Subscription,
+    Topic,
+)
+
+__all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8400"
+_CREATED = 201
+
+# Invariant: decoders are built once per process; msgspec decoders are thread-safe.
+_HEALTH = msgspec.json.Decoder(Health)
+_TOPIC = msgspec.json.Decoder(Topic)
+_TOPICS = msgspec.json.Decoder(list[Topic])
+_SUBSCRIPTION = msgspec.json.Decoder(SubscriptionInfo)
+_SUBSCRIPTIONS = msgspec.json.Decoder(list[SubscriptionInfo])
+_PUBLISHED = msgspec.json.Decoder(PublishResult)
+_BATCH_PUBLISHED = msgspec.json.Decoder(BatchPublishResult)
+_EVENT = msgspec.json.Decoder(EventView)
+_ENDPOINT = msgspec.json.Decoder(EndpointInfo)
+_LAMBDAS = msgspec.json.Decoder(list[LambdaInfo])
+
+
+class AsyncClient:
+    """A client of one Conveyor node, over one pooled keep-alive HTTP session.
+
+    Use it as an async context manager, or call :meth:`aclose` when done. Every method may
+    raise, besides what it lists, :class:`~conveyor.errors.ConveyorError` when the node cannot
+    be reached or does not answer within ``timeout`` (chained from aiohttp's error),
+    :class:`~conveyor.errors.StoreUnavailable` on a 5xx answer (nothing was stored; retry),
+    :class:`~conveyor.errors.RateLimited` on a 429, and :class:`RuntimeError` once closed.
+    An :class:`~conveyor.errors.InvalidRequest` it raises also has ``errors``: every problem
+    the server listed, as :class:`~conveyor.api.schemas.ErrorDetail`.
+
+    Args:
+        base_url: the node's URL, optionally with a path prefix.
+        timeout: seconds one request may take in all.
+
+    Raises:
+        ValueError: the URL is not absolute http(s), or the timeout is not positive.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0) -> None:
+        self._http = HttpSession(base_url, timeout=timeout)
+
+    @property
+    def base_url(self) -> str:
+        """The node's URL, as given."""
+        return self._http.base_url
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; calling it again does nothing."""
+        await self._http.aclose()
+
+    async def health(self) -> Health:
+        """Ask the node for its health.
+
+        Returns:
+            Its status, version and store.
+        """
+        return self._http.decode(await self._http.request("GET", ["health"]), _HEALTH)
+
+    async def create_topic(
+        self,
+        name: str,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+        schema: Mapping[str, object] | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+        exist_ok: bool = True,
+    ) -> Topic:
+        """Create a topic, or accept it as it is when it exists with this very definition.
+
+        Args:
+            name: the topic's name.
+            partitions: how many partitions (1 to 256).
+            schema: a JSON Schema (draft 2020-12) that every payload must conform to.
+            max_payload_bytes: the largest payload accepted, in bytes of JSON.
+            retention_seconds: how long finished events are kept.
+            exist_ok: accept an existing topic with the same definition; when ``False``,
+                any existing topic is a conflict.
+
+        Raises:
+            Conflict: the topic exists with another definition, or exists and not
+                ``exist_ok``.
+            InvalidRequest: a value breaks a rule (``field`` and ``rule`` name it).
+
+        Returns:
+            The topic as stored.
+        """
+        topic = Topic(
+            name=name,
+            partitions=partitions,
+            schema=dict(schema) if schema is not None else None,
+            max_payload_bytes=max_payload_bytes,
+            retention_seconds=retention_seconds,
+        )
+        answer = await self._http.request("POST", ["topics"], topic)
+        # The server answers 200, not 201, when an identical topic already exists.
+        if answer.status != _CREATED and not exist_ok:
+            raise Conflict(f"topic {name!r} already exists")
+        return self._http.decode(answer, _TOPIC)
+
+    async def put_topic(self, topic: Topic) -> Topic:
+        """Create a topic or replace its definition.
+
+        Raises:
+            InvalidRequest: a value breaks a rule, or the change is not allowed.
+
+        Returns:
+            The topic as stored.
+        """
+        answer = await self._http.request("PUT", ["topics", topic.name], topic)
+        return self._http.decode(answer, _TOPIC)
+
+    async def get_topic(self, name: str) -> Topic:
+        """Read a topic's definition.
+
+        Raises:
+            NotFound: there is no such topic.
+
+        Returns:
+            The topic.
+        """
+        return self._http.decode(await self._http.request("GET", ["topics", name]), _TOPIC)
+
+    async def list_topics(self) -> list[Topic]:
+        """List every topic.
+
+        Returns:
+            The topics, in the server's order.
+        """
+        return self._http.decode(await self._http.request("GET", ["topics"]), _TOPICS)
+
+    async def create_subscription(
+        self,
+        name: str,
+        topic: str,
+        lambda_name: str,
+        *,
+        ordered: bool = False,
+        max_concurrency: int = 512,
+        max_batch: int = 256,
+        push_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        dead_letter_topic: str | None = None,
+    ) -> SubscriptionInfo:
+        """Subscribe a lambda to a topic; see :class:`~conveyor.model.Subscription`.
+
+        Args:
+            name: the subscription's name.
+            topic: the topic it reads.
+            lambda_name: the lambda whose endpoints receive the pushes.
+            ordered: deliver the events of one key one at a time, in log order.
+            max_concurrency: events in flight at once.
+            max_batch: events in one push.
+            push_timeout: seconds to wait for a push's answer.
+            retry: the retry policy; ``RetryPolicy()`` when ``None``.
+            dead_letter_topic: a topic that receives the events that went dead.
+
+        Raises:
+            NotFound: the topic (or dead-letter topic) does not exist.
+            Conflict: the subscription exists with another definition.
+            InvalidRequest: a value breaks a rule.
+
+        Returns:
+            The subscription with its live figures.
+        """
+        subscription = Subscription(
+            name=name,
+            topic=topic,
+            lambda_name=lambda_name,
+            ordered=ordered,
+            max_concurrency=max_concurrency,
+            max_batch=max_batch,
+            push_timeout=push_timeout,
+            retry=retry if retry is not None else RetryPolicy(),
+            dead_letter_topic=dead_letter_topic,
+        )
+        answer = await self._http.request("POST", ["subscriptions"], subscription)
+        return self._http.decode(answer, _SUBSCRIPTION)
+
+    async def put_subscription(self, sub: Subscription) -> SubscriptionInfo:
+        """Create a subscription or replace its definition.
+
+        Raises:
+            NotFound: its topic does not exist.
+            InvalidRequest: a value breaks a rule, or the change is not allowed.
+
+        Returns:
+            The subscription with its live figures.
+        """
+        answer = await self._http.request("PUT", ["subscriptions", sub.name], sub)
+        return self._http.decode(answer, _SUBSCRIPTION)
+
+    async def get_subscription(self, name: str) -> SubscriptionInfo:
+        """Read a subscription and its live figures.
+
+        Raises:
+            NotFound: there is no such subscription.
+
+        Returns:
+            The subscription with its live figures.
+        """
+        answer = await self._http.request("GET", ["subscriptions", name])
+        return self._http.decode(answer, _SUBSCRIPTION)
+
+    async def list_subscriptions(self) -> list[SubscriptionInfo]:
+        """List every subscription with its live figures.
+
+        Returns:
+            The subscriptions, in the server's order.
+        """
+        answer = await self._http.request("GET", ["subscriptions"])
+        return self._http.decode(answer, _SUBSCRIPTIONS)
+
+    async def delete_subscription(self, name: str) -> None:
+        """Delete a subscription; its pending deliveries stop.
+
+        Raises:
+            NotFound: there is no such subscription.
+        """
+        await self._http.request("DELETE", ["subscriptions", name])
+
+    async def publish(
+        self,
+        topic: str,
+        payload: object,
+        *,
+        key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> PublishResult:
+        """Publish one event; it is durable when this returns.
+
+        Args:
+            topic: the topic's name.
+            payload: a JSON-encodable value, a msgspec Struct, a dataclass or a pydantic
+                model (dumped with ``mode="json"``), or a ``msgspec.Raw`` of JSON.
+            key: ordering key; the events of one key share a partition and keep their order.
+            attributes: string metadata (at most 64 entries).
+            delay: seconds (or a timedelta) from now before delivery.
+            deliver_at: the earliest delivery time, timezone-aware.
+            idempotency_key: a retried publish with the same key returns the first result
+                (with ``duplicate=True``) instead of storing the event again.
+
+        Raises:
+            TypeError: the payload cannot be encoded as JSON.
+            ValueError: both ``delay`` and ``deliver_at`` are given, or ``deliver_at`` is
+                naive.
+            NotFound: the topic does not exist.
+            SchemaViolation: the payload is off the topic's schema.
+            InvalidRequest: another value breaks a rule (413 for a payload too large).
+            Conflict: the idempotency key was used for another event.
+
+        Returns:
+            The event's id and where it stands.
+        """
+        request = build_request(
+            payload,
+            key=key,
+            attributes=attributes,
+            delay=delay,
+            deliver_at=deliver_at,
+            idempotency_key=idempotency_key,
+        )
+        answer = await self._http.request("POST", ["topics", topic, "events"], request)
+        return self._http.decode(answer, _PUBLISHED)
+
+    async def publish_batch(
+        self, topic: str, events: Sequence[PublishRequest | Mapping[str, object]]
+    ) -> list[PublishResult]:
+        """Publish events atomically: all are stored, or none is.
+
+        Args:
+            topic: the topic's name.
+            events: requests, or mappings with the keys ``payload`` (required), ``key``,
+                ``attributes``, ``delay``, ``deliver_at`` and ``idempotency_key``, which
+                mean what :meth:`publish`'s arguments do.
+
+        Raises:
+            TypeError: a mapping has an unknown key, no payload, or a value of the wrong
+                type, or a payload cannot be encoded as JSON.
+            ValueError: an event has both ``delay`` and ``deliver_at``, or a naive
+                ``deliver_at``.
+            NotFound: the topic does not exist.
+            InvalidRequest: an event is invalid (a
+                :class:`~conveyor.errors.SchemaViolation` when off the schema); its
+                ``errors`` give each bad event's ``index``. Nothing was stored.
+
+        Returns:
+            The results, in the order of ``events``.
+        """
+        requests = [
+            event if isinstance(event, PublishRequest) else request_from_mapping(event, index)
+            for index, event in enumerate(events)
+        ]
+        answer = await self._http.request(
+            "POST", ["topics", topic, "events", "batch"], BatchPublishRequest(events=requests)
+        )
+        return self._http.decode(answer, _BATCH_PUBLISHED).results
+
+    async def get_event(self, event_id: str) -> EventView:
+        """Read an event and where it stands for each subscription of its topic.
+
+        Raises:
+            NotFound: there is no such event (or it is past its topic's retention).
+
+        Returns:
+            The event, its payload as raw JSON (``msgspec.json.decode(view.payload)``).
+        """
+        return self._http.decode(await self._http.request("GET", ["events", event_id]), _EVENT)
+
+    async def register_endpoint(
+        self,
+        lambda_name: str,
+        endpoint_id: str,
+        url: str,
+        *,
+        ttl_seconds: float = 15.0,
+        concurrency: int = 64,
+    ) -> EndpointInfo:
+        """Register a worker's endpoint for a lambda, or renew it (a heartbeat).
+
+        Args:
+            lambda_name: the lambda it serves.
+            endpoint_id: the endpoint's id, stable across renewals.
+            url: where pushes are POSTed.
+            ttl_seconds: the endpoint expires when not renewed within this time.
+            concurrency: events the worker runs at once (a hint for balancing).
+
+        Raises:
+            InvalidRequest: a value breaks a rule.
+
+        Returns:
+            The endpoint, with its expiry.
+        """
+        registration = EndpointRegistration(
+            url=url, ttl_seconds=ttl_seconds, concurrency=concurrency
+        )
+        answer = await self._http.request(
+            "PUT", ["lambdas", lambda_name, "endpoints", endpoint_id], registration
+        )
+        return self._http.decode(answer, _ENDPOINT)
+
+    async def deregister_endpoint(self, lambda_name: str, endpoint_id: str) -> None:
+        """Remove a worker's endpoint; no more pushes are sent to it."""
+        await self._http.request("DELETE", ["lambdas", lambda_name, "endpoints", endpoint_id])
+
+    async def list_lambdas(self) -> list[LambdaInfo]:
+        """List every lambda with its live endpoints.
+
+        Returns:
+            The lambdas, in the server's order.
+        """
+        return self._http.decode(await self._http.request("GET", ["lambdas"]), _LAMBDAS)

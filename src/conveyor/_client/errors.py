@@ -1,0 +1,149 @@
+"""Raise the :mod:`conveyor.errors` exception that an HTTP error answer stands for."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from conveyor.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
+from conveyor.errors import (
+    Conflict,
+    ConveyorError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    SchemaViolation,
+    StoreUnavailable,
+)
+
+__all__ = ["RemoteInvalidRequest", "RemoteSchemaViolation", "error_from_answer"]
+
+# Used when a 429 has no Retry-After in delta-seconds.
+DEFAULT_RETRY_AFTER = 1.0
+# How much of a body that is not an ErrorResponse goes into the message.
+_MAX_RAW_MESSAGE = 500
+
+_ERROR_DECODER = msgspec.json.Decoder(ErrorResponse)
+# The server words a 404 as NotFound does: "<kind> '<name>' does not exist".
+_NOT_FOUND_MESSAGE = re.compile(r"^(?P<kind>[\w ]+?) '(?P<name>[^']*)' does not exist$")
+
+
+class RemoteInvalidRequest(InvalidRequest):
+    """An :class:`InvalidRequest` answered by the server, with every problem it listed.
+
+    Attributes:
+        errors: each problem (message, field, rule, and ``index`` of the event in a batch);
+            empty when the server named only one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None,
+        rule: str | None,
+        status: int,
+        index: int | None,
+        errors: list[ErrorDetail],
+    ) -> None:
+        super().__init__(message, field=field, rule=rule, status=status, index=index)
+        self.errors = errors
+
+
+class RemoteSchemaViolation(SchemaViolation):
+    """A :class:`SchemaViolation` answered by the server, with every problem it listed.
+
+    Attributes:
+        errors: as :attr:`RemoteInvalidRequest.errors`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        rule: str,
+        index: int | None,
+        errors: list[ErrorDetail],
+    ) -> None:
+        super().__init__(message, field=field, rule=rule, index=index)
+        self.errors = errors
+
+
+def _body(status: int, content: bytes) -> ErrorBody:
+    """Decode an ErrorResponse, or word one from a body that is not (a proxy's page …)."""
+    try:
+        return _ERROR_DECODER.decode(content).error
+    except msgspec.DecodeError:
+        text = content.decode("utf-8", "replace").strip()[:_MAX_RAW_MESSAGE]
+        return ErrorBody(code="http_error", message=f"HTTP {status}: {text or 'no body'}")
+
+
+def _invalid(status: int, body: ErrorBody) -> InvalidRequest:
+    if body.code == SchemaViolation.code:
+        return RemoteSchemaViolation(
+            body.message,
+            field=body.field or "",
+            rule=body.rule or "",
+            index=body.index,
+            errors=body.errors,
+        )
+    return RemoteInvalidRequest(
+        body.message,
+        field=body.field,
+        rule=body.rule,
+        status=status,
+        index=body.index,
+        errors=body.errors,
+    )
+
+
+def _not_found(body: ErrorBody, resource: str) -> NotFound:
+    match = _NOT_FOUND_MESSAGE.match(body.message)
+    error = NotFound(match["kind"], match["name"]) if match else NotFound("resource", resource)
+    # Invariant: the message is the server's, word for word, even when it was not parsed.
+    error.message = body.message
+    error.args = (body.message,)
+    return error
+
+
+def _retry_after(header: str | None) -> float:
+    try:
+        return max(0.0, float(header)) if header is not None else DEFAULT_RETRY_AFTER
+    except ValueError:  # an HTTP-date, which the server does not send
+        return DEFAULT_RETRY_AFTER
+
+
+def error_from_answer(
+    status: int, content: bytes, *, resource: str, retry_after: str | None = None
+) -> ConveyorError:
+    """Build the exception for an error answer.
+
+    400, 413 and other 4xx raise :class:`RemoteInvalidRequest` (a ``schema_violation``
+    code, usually with 422, raises :class:`RemoteSchemaViolation`); 404 :class:`NotFound`;
+    409 :class:`Conflict`; 429 :class:`RateLimited`; 5xx :class:`StoreUnavailable`.
+
+    Args:
+        status: the HTTP status, 400 or more.
+        content: the body, an ``ErrorResponse`` when the server wrote it.
+        resource: the request's path, named by a 404 whose message cannot be parsed.
+        retry_after: the ``Retry-After`` header, if any.
+
+    Returns:
+        The exception, its ``status`` the answer's.
+    """
+    body = _body(status, content)
+    error: ConveyorError
+    if status >= 500:
+        error = StoreUnavailable(body.message)
+    elif status == 404:
+        error = _not_found(body, resource)
+    elif status == 409:
+        error = Conflict(body.message)
+    elif status == 429:
+        error = RateLimited(body.message, retry_after=_retry_after(retry_after))
+    else:
+        error = _invalid(status, body)
+    error.status = status
+    return error

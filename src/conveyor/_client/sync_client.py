@@ -1,0 +1,237 @@
+"""The blocking client: a thin wrapper that runs :class:`AsyncClient` on a private loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self, TypeVar
+
+from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
+from conveyor.api.schemas import (
+    EndpointInfo,
+    EventView,
+    Health,
+    LambdaInfo,
+    PublishRequest,
+    PublishResult,
+    SubscriptionInfo,
+)
+from conveyor.model import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_PARTITIONS,
+    DEFAULT_RETENTION_SECONDS,
+    RetryPolicy,
+    Subscription,
+    Topic,
+)
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class Client:
+    """The blocking form of :class:`AsyncClient`, for scripts and synchronous code.
+
+    It owns an event loop of its own that runs one :class:`AsyncClient`; every method does
+    what the :class:`AsyncClient` method of the same name does, and raises the same errors.
+    Use it from one thread at a time, and never from inside a running event loop (use
+    :class:`AsyncClient` there). Use it as a context manager, or call :meth:`close`.
+
+    Args:
+        base_url: the node's URL, optionally with a path prefix.
+        timeout: seconds one request may take in all.
+
+    Raises:
+        ValueError: the URL is not absolute http(s), or the timeout is not positive.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0) -> None:
+        self._client = AsyncClient(base_url, timeout=timeout)
+        self._runner = asyncio.Runner()
+        self._closed = False
+
+    def _run(self, call: Coroutine[object, object, T]) -> T:
+        """Run one of the async client's calls to completion on the private loop."""
+        if self._closed or _in_event_loop():
+            call.close()  # never awaited: close it so that it does not warn
+            if self._closed:
+                raise RuntimeError("the Conveyor client is closed")
+            raise RuntimeError("Client cannot run inside an event loop; use AsyncClient")
+        return self._runner.run(call)
+
+    @property
+    def base_url(self) -> str:
+        """The node's URL, as given."""
+        return self._client.base_url
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session and the private loop; calling it again does nothing."""
+        if self._closed:
+            return
+        try:
+            self._run(self._client.aclose())
+        finally:
+            self._closed = True
+            self._runner.close()
+
+    def health(self) -> Health:
+        """See :meth:`AsyncClient.health`."""
+        return self._run(self._client.health())
+
+    def create_topic(
+        self,
+        name: str,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+        schema: Mapping[str, object] | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+        exist_ok: bool = True,
+    ) -> Topic:
+        """See :meth:`AsyncClient.create_topic`."""
+        return self._run(
+            self._client.create_topic(
+                name,
+                partitions=partitions,
+                schema=schema,
+                max_payload_bytes=max_payload_bytes,
+                retention_seconds=retention_seconds,
+                exist_ok=exist_ok,
+            )
+        )
+
+    def put_topic(self, topic: Topic) -> Topic:
+        """See :meth:`AsyncClient.put_topic`."""
+        return self._run(self._client.put_topic(topic))
+
+    def get_topic(self, name: str) -> Topic:
+        """See :meth:`AsyncClient.get_topic`."""
+        return self._run(self._client.get_topic(name))
+
+    def list_topics(self) -> list[Topic]:
+        """See :meth:`AsyncClient.list_topics`."""
+        return self._run(self._client.list_topics())
+
+    def create_subscription(
+        self,
+        name: str,
+        topic: str,
+        lambda_name: str,
+        *,
+        ordered: bool = False,
+        max_concurrency: int = 512,
+        max_batch: int = 256,
+        push_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        dead_letter_topic: str | None = None,
+    ) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.create_subscription`."""
+        return self._run(
+            self._client.create_subscription(
+                name,
+                topic,
+                lambda_name,
+                ordered=ordered,
+                max_concurrency=max_concurrency,
+                max_batch=max_batch,
+                push_timeout=push_timeout,
+                retry=retry,
+                dead_letter_topic=dead_letter_topic,
+            )
+        )
+
+    def put_subscription(self, sub: Subscription) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.put_subscription`."""
+        return self._run(self._client.put_subscription(sub))
+
+    def get_subscription(self, name: str) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.get_subscription`."""
+        return self._run(self._client.get_subscription(name))
+
+    def list_subscriptions(self) -> list[SubscriptionInfo]:
+        """See :meth:`AsyncClient.list_subscriptions`."""
+        return self._run(self._client.list_subscriptions())
+
+    def delete_subscription(self, name: str) -> None:
+        """See :meth:`AsyncClient.delete_subscription`."""
+        return self._run(self._client.delete_subscription(name))
+
+    def publish(
+        self,
+        topic: str,
+        payload: object,
+        *,
+        key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> PublishResult:
+        """See :meth:`AsyncClient.publish`."""
+        return self._run(
+            self._client.publish(
+                topic,
+                payload,
+                key=key,
+                attributes=attributes,
+                delay=delay,
+                deliver_at=deliver_at,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def publish_batch(
+        self, topic: str, events: Sequence[PublishRequest | Mapping[str, object]]
+    ) -> list[PublishResult]:
+        """See :meth:`AsyncClient.publish_batch`."""
+        return self._run(self._client.publish_batch(topic, events))
+
+    def get_event(self, event_id: str) -> EventView:
+        """See :meth:`AsyncClient.get_event`."""
+        return self._run(self._client.get_event(event_id))
+
+    def register_endpoint(
+        self,
+        lambda_name: str,
+        endpoint_id: str,
+        url: str,
+        *,
+        ttl_seconds: float = 15.0,
+        concurrency: int = 64,
+    ) -> EndpointInfo:
+        """See :meth:`AsyncClient.register_endpoint`."""
+        return self._run(
+            self._client.register_endpoint(
+                lambda_name, endpoint_id, url, ttl_seconds=ttl_seconds, concurrency=concurrency
+            )
+        )
+
+    def deregister_endpoint(self, lambda_name: str, endpoint_id: str) -> None:
+        """See :meth:`AsyncClient.deregister_endpoint`."""
+        return self._run(self._client.deregister_endpoint(lambda_name, endpoint_id))
+
+    def list_lambdas(self) -> list[LambdaInfo]:
+        """See :meth:`AsyncClient.list_lambdas`."""
+        return self._run(self._client.list_lambdas())
