@@ -58,9 +58,11 @@ class Server:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        if server is not None and isinstance(server, asyncio.base_events.Server):
-            self.port = server.sockets[0].getsockname()[1]
+        # aiohttp exposes the bound port (for --port 0) only on the runner's addresses.
+        for address in self._runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                self.port = int(address[1])
+                break
 
     @property
     def url(self) -> str:

@@ -1,0 +1,246 @@
+"""The core's benchmark: publish rate, drain rate, latency at a steady rate, peak RSS.
+
+Starts a real ``conveyor serve`` (SQLite, ``synchronous=FULL``: every acknowledged publish is
+durable) and a real ``conveyor worker`` whose handlers do nothing, on 127.0.0.1, then:
+
+1. publishes N small events in batches to one topic with one subscription and reports the
+   publish rate and the drain rate (N / time from the first publish to the last handler call);
+2. publishes single events at a steady rate and reports publish→handler latency p50/p99;
+3. reports each process's peak RSS (VmHWM).
+
+Usage: ``python -m bench.drain [--events 100000] [--write-doc docs/benchmarks.md]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Figures:
+    events: int = 0
+    batch: int = 0
+    publish_rate: float = 0.0
+    drain_rate: float = 0.0
+    drain_seconds: float = 0.0
+    latency_rate: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def wait_ready(path: Path, proc: subprocess.Popen[bytes], what: str) -> str:
+    for _ in range(300):
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
+def read_stats(path: Path) -> dict[str, object]:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+async def publish_all(session: aiohttp.ClientSession, url: str, n: int, batch: int,
+                      concurrency: int) -> float:  # fmt: skip
+    body = json.dumps({"events": [{"payload": {"n": i}} for i in range(batch)]}).encode()
+    batches = n // batch
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(batches):
+        queue.put_nowait(i)
+
+    async def publisher() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            async with session.post(url, data=body,
+                                    headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                if resp.status != 201:
+                    raise RuntimeError(f"publish failed: {resp.status} {await resp.text()}")
+                await resp.read()
+
+    start = time.time()
+    await asyncio.gather(*(publisher() for _ in range(concurrency)))
+    return start
+
+
+async def steady(session: aiohttp.ClientSession, url: str, rate: int, seconds: float) -> None:
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    tasks = []
+
+    async def one() -> None:
+        body = json.dumps({"payload": {"t": time.time()}}).encode()
+        async with session.post(url, data=body,
+                                headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+            await resp.read()
+
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+
+
+async def run(events: int, batch: int, rate: int, seconds: float) -> Figures:
+    figures = Figures(events=events, batch=batch, latency_rate=rate)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        d = Path(tmp)
+        env = {**os.environ, "BENCH_STATS": str(d / "stats.json"), "PYTHONPATH": str(ROOT)}
+        serve = subprocess.Popen(
+            [str(BIN / "conveyor"), "serve", "--store", str(d / "bench.db"), "--port", "0",
+             "--ready-file", str(d / "ready")],
+            stdout=subprocess.DEVNULL, stderr=open(d / "serve.log", "wb"), env=env,
+        )  # fmt: skip
+        worker: subprocess.Popen[bytes] | None = None
+        try:
+            base = "http://" + await wait_ready(d / "ready", serve, "conveyor serve")
+            worker = subprocess.Popen(
+                [str(BIN / "conveyor"), "worker", "bench.noop:app", "--server", base,
+                 "--concurrency", "1024"],
+                stdout=open(d / "worker.log", "wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            )  # fmt: skip
+            connector = aiohttp.TCPConnector(limit=64)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                for _ in range(200):
+                    async with session.get(f"{base}/v1/lambdas") as resp:
+                        lambdas = await resp.json()
+                    if any(item["endpoints"] for item in lambdas):
+                        break
+                    await asyncio.sleep(0.05)
+                stats_path = d / "stats.json"
+                start = await publish_all(
+                    session, f"{base}/v1/topics/bench/events/batch", events, batch, 4
+                )
+                published = time.time()
+                figures.publish_rate = events / (published - start)
+                deadline = time.time() + 300
+                while time.time() < deadline:
+                    stats = read_stats(stats_path)
+                    if int(stats.get("count", 0)) >= events:  # type: ignore[call-overload]
+                        break
+                    await asyncio.sleep(0.02)
+                stats = read_stats(stats_path)
+                last = float(stats["last"])  # type: ignore[arg-type]
+                figures.drain_seconds = last - start
+                figures.drain_rate = int(stats["count"]) / figures.drain_seconds  # type: ignore[call-overload]
+                await steady(session, f"{base}/v1/topics/latency/events", rate, seconds)
+                await asyncio.sleep(1.0)
+                lat = sorted(read_stats(stats_path).get("latencies", []))  # type: ignore[arg-type]
+                if lat:
+                    figures.latency_p50_ms = statistics.median(lat) * 1000
+                    figures.latency_p99_ms = lat[int(len(lat) * 0.99) - 1] * 1000
+                    figures.latency_max_ms = lat[-1] * 1000
+            figures.rss_mb = {
+                "conveyor serve": peak_rss_mb(serve.pid),
+                "conveyor worker": peak_rss_mb(worker.pid),
+            }
+        finally:
+            for proc in (worker, serve):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    return figures
+
+
+def table(f: Figures, when: str) -> str:
+    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in f.rss_mb.items())
+    return "\n".join(
+        [
+            f"Machine: {machine()}",
+            f"Run: {when}, `make bench` (python -m bench.drain --events {f.events})",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| publish rate ({f.events:,} events, batches of {f.batch}, 4 concurrent requests) "
+            f"| {f.publish_rate:,.0f} events/s |",
+            f"| drain rate (first publish → last handler call, durable acks) "
+            f"| {f.drain_rate:,.0f} events/s ({f.drain_seconds:.2f} s) |",
+            f"| publish→handler latency at a steady {f.latency_rate:,}/s, p50 "
+            f"| {f.latency_p50_ms:.1f} ms |",
+            f"| … p99 | {f.latency_p99_ms:.1f} ms |",
+            f"| … max | {f.latency_max_ms:.1f} ms |",
+            f"| peak RSS | {rss} |",
+        ]
+    )
+
+
+def write_doc(path: Path, text: str) -> None:
+    begin, end = "<!-- bench:drain:begin -->", "<!-- bench:drain:end -->"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--write-doc", type=Path)
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.events, args.batch, args.rate, args.seconds))
+    text = table(figures, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    print(text)
+    if args.write_doc:
+        write_doc(args.write_doc, text)
+
+
+if __name__ == "__main__":
+    main()
