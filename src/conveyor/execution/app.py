@@ -1,0 +1,219 @@
+"""The Lambda SDK: declare handlers for topics, and run pushed batches through them.
+
+Example::
+
+    app = Lambda("billing")
+
+    @app.handler("orders", max_concurrency=64)
+    async def charge(order: Order, ctx: EventContext) -> None:
+        if not order.card:
+            raise Fatal("no card on file")
+        await payments.charge(order, idempotency_key=ctx.id)
+
+``conveyor worker billing_module:app`` then serves it (see :mod:`conveyor.execution.worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
+from typing import TypeAlias, TypeVar
+
+import msgspec
+
+from conveyor.delivery.protocol import PushEvent, PushRequest, PushResponse, PushResult
+from conveyor.execution._handler import Handler, HandlerFunc, build_handler
+from conveyor.execution._payload import PayloadError
+from conveyor.execution.context import EventContext
+from conveyor.execution.results import Fatal, Retry
+from conveyor.model import Outcome, RetryPolicy, Subscription, is_valid_name
+from conveyor.settings import DEFAULT_URL
+
+logger = logging.getLogger("conveyor.execution")
+
+MAX_ERROR_CHARS = 2000
+
+Limiter: TypeAlias = AbstractAsyncContextManager[object]
+"""Held around each handler call; the worker's bounds how many run at once."""
+
+F = TypeVar("F", bound=HandlerFunc)
+
+# nullcontext is reentrant, so one instance serves every unlimited call.
+_UNLIMITED: Limiter = contextlib.nullcontext()
+
+
+class Lambda:
+    """A named set of handlers, one per subscription, served by workers.
+
+    Args:
+        name: the lambda's name; the platform routes pushes to its registered endpoints.
+        server: the platform's base URL, where workers register.
+
+    Raises:
+        ValueError: ``name`` is not a valid name.
+    """
+
+    def __init__(self, name: str, *, server: str = DEFAULT_URL) -> None:
+        if not is_valid_name(name):
+            raise ValueError(
+                f"invalid lambda name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        self.name = name
+        self.server = server
+        # Invariant: keys are subscription names, in registration order.
+        self._handlers: dict[str, Handler] = {}
+
+    def __repr__(self) -> str:
+        return f"Lambda({self.name!r}, handlers={list(self._handlers)!r})"
+
+    def handler(
+        self,
+        topic: str,
+        *,
+        subscription: str | None = None,
+        ordered: bool = False,
+        max_concurrency: int = 512,
+        max_batch: int = 256,
+        push_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        dead_letter_topic: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of a subscription to ``topic``.
+
+        The function takes the payload, typed by its annotation, and optionally an
+        :class:`EventContext`. It succeeds by returning, and fails by raising
+        :class:`~conveyor.execution.results.Retry`, :class:`~conveyor.execution.results.Fatal`
+        or any other exception (a retry).
+
+        Args:
+            topic: the topic whose events it handles.
+            subscription: the subscription's name; defaults to ``"<lambda>.<function name>"``.
+            ordered: deliver events of one key one at a time, in order.
+            max_concurrency: events of this subscription in flight at once.
+            max_batch: events in one push.
+            push_timeout: seconds the platform waits for a push's answer.
+            retry: the retry policy (the platform's default when ``None``).
+            dead_letter_topic: where dead events are published, if anywhere.
+
+        Returns:
+            A decorator that registers the function and returns it unchanged.
+
+        Raises:
+            ValueError: a name or setting is invalid, or the subscription is taken.
+            TypeError: the function's signature or payload type is unusable.
+        """
+        if not is_valid_name(topic):
+            raise ValueError(f"invalid topic name {topic!r}")
+
+        def register(func: F) -> F:
+            name = subscription or f"{self.name}.{getattr(func, '__name__', '')}"
+            if name in self._handlers:
+                raise ValueError(f"lambda {self.name!r} already has a subscription {name!r}")
+            spec = _validated(
+                Subscription(
+                    name=name,
+                    topic=topic,
+                    lambda_name=self.name,
+                    ordered=ordered,
+                    max_concurrency=max_concurrency,
+                    max_batch=max_batch,
+                    push_timeout=push_timeout,
+                    retry=retry or RetryPolicy(),
+                    dead_letter_topic=dead_letter_topic,
+                )
+            )
+            self._handlers[name] = build_handler(func, spec)
+            return func
+
+        return register
+
+    def subscriptions(self) -> list[Subscription]:
+        """The subscriptions of every handler, in registration order."""
+        return [h.subscription for h in self._handlers.values()]
+
+    async def run_batch(
+        self,
+        request: PushRequest,
+        *,
+        limiter: Limiter | None = None,
+        executor: Executor | None = None,
+    ) -> PushResponse:
+        """Run every event of a push through its subscription's handler, concurrently.
+
+        Never raises for a handler's failure: each event gets its result.
+
+        Args:
+            request: the push.
+            limiter: held around each handler call (the worker's concurrency limit);
+                ``None`` runs every event at once.
+            executor: the thread pool for sync handlers; ``None`` uses the loop's default.
+
+        Returns:
+            One result per event, in the request's order.
+        """
+        handler = self._handlers.get(request.subscription)
+        if handler is None:
+            error = f"lambda {self.name!r} has no handler for subscription {request.subscription!r}"
+            return PushResponse(
+                [PushResult(e.id, Outcome.FATAL, error=error) for e in request.events]
+            )
+        gate = _UNLIMITED if limiter is None else limiter
+        sub = request.subscription
+        if len(request.events) == 1:
+            # The common case at low rates: no task per event.
+            result = await _run_one(handler, request.events[0], sub, gate, executor)
+            return PushResponse([result])
+        results = await asyncio.gather(
+            *(_run_one(handler, e, sub, gate, executor) for e in request.events)
+        )
+        return PushResponse(list(results))
+
+
+async def _run_one(
+    handler: Handler, event: PushEvent, sub: str, gate: Limiter, executor: Executor | None
+) -> PushResult:
+    # Invariant: returns a result for every exception a handler raises (never raises itself),
+    # so one event's failure cannot cancel its batch-mates in the gather.
+    try:
+        payload = handler.decode(event.payload)
+    except PayloadError as e:
+        # Decoding is deterministic: a retry would fail the same way.
+        return PushResult(event.id, Outcome.FATAL, error=_truncate(str(e)))
+    context = EventContext.from_push(event, sub) if handler.wants_context else None
+    try:
+        async with gate:
+            await handler.call(payload, context, executor)
+    except Retry as e:
+        return PushResult(event.id, Outcome.RETRY, after=e.after, error=_reason(e.reason))
+    except Fatal as e:
+        return PushResult(event.id, Outcome.FATAL, error=_reason(e.reason))
+    except Exception as e:  # noqa: BLE001 - a handler's failure is its event's result
+        logger.warning(
+            "handler of %s failed on event %s (attempt %d): %r", sub, event.id, event.attempt, e
+        )
+        return PushResult(event.id, Outcome.RETRY, error=_truncate(f"{type(e).__name__}: {e}"))
+    return PushResult(event.id, Outcome.SUCCESS)
+
+
+def _validated(subscription: Subscription) -> Subscription:
+    # A Struct checks its constraints (name pattern, ranges) on decode only, so round-trip.
+    try:
+        return msgspec.convert(msgspec.to_builtins(subscription), Subscription)
+    except msgspec.ValidationError as e:
+        raise ValueError(f"invalid subscription {subscription.name!r}: {e}") from e
+
+
+def _reason(reason: str) -> str | None:
+    return _truncate(reason) if reason else None
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+__all__ = ["EventContext", "Lambda", "Limiter"]

@@ -1,0 +1,72 @@
+"""The metadata of the event a handler is running for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from conveyor.delivery.protocol import PushEvent
+
+
+class EventContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler may know about its event besides the payload.
+
+    A handler receives it when it declares a parameter after the payload annotated
+    ``EventContext`` or named ``ctx`` or ``event``.
+
+    Attributes:
+        id: the event's id.
+        topic: its topic.
+        partition: the partition it was appended to.
+        offset: its offset in that partition.
+        key: the ordering key, or ``None``.
+        attributes: string metadata (empty when the event has none).
+        attempt: 1 for the first delivery.
+        published_at: when the publish was acknowledged (UTC).
+        deliver_at: the scheduled time of a delayed event (UTC), else ``None``.
+        subscription: the subscription that pushed the event.
+    """
+
+    id: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    attributes: dict[str, str]
+    attempt: int
+    published_at: datetime
+    deliver_at: datetime | None
+    subscription: str
+
+    @classmethod
+    def from_push(cls, event: PushEvent, subscription: str) -> EventContext:
+        """Build the context of one pushed event.
+
+        Args:
+            event: the event as the platform pushed it.
+            subscription: the push's subscription.
+
+        Returns:
+            The event's context.
+        """
+        deliver_at = event.deliver_at_ms
+        return cls(
+            id=event.id,
+            topic=event.topic,
+            partition=event.partition,
+            offset=event.offset,
+            key=event.key,
+            attributes=event.attributes or {},
+            attempt=event.attempt,
+            published_at=_utc(event.published_ms),
+            deliver_at=None if deliver_at is None else _utc(deliver_at),
+            subscription=subscription,
+        )
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+__all__ = ["EventContext"]
