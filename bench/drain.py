@@ -89,8 +89,9 @@ def read_stats(path: Path) -> dict[str, object]:
         return {}
 
 
-async def publish_all(session: aiohttp.ClientSession, url: str, n: int, batch: int,
-                      concurrency: int) -> float:  # fmt: skip
+async def publish_all(
+    session: aiohttp.ClientSession, url: str, n: int, batch: int, concurrency: int
+) -> float:
     body = json.dumps({"events": [{"payload": {"n": i}} for i in range(batch)]}).encode()
     batches = n // batch
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -100,8 +101,9 @@ async def publish_all(session: aiohttp.ClientSession, url: str, n: int, batch: i
     async def publisher() -> None:
         while not queue.empty():
             queue.get_nowait()
-            async with session.post(url, data=body,
-                                    headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
                 if resp.status != 201:
                     raise RuntimeError(f"publish failed: {resp.status} {await resp.text()}")
                 await resp.read()
@@ -118,8 +120,9 @@ async def steady(session: aiohttp.ClientSession, url: str, rate: int, seconds: f
 
     async def one() -> None:
         body = json.dumps({"payload": {"t": time.time()}}).encode()
-        async with session.post(url, data=body,
-                                headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+        async with session.post(
+            url, data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
             await resp.read()
 
     for i in range(total):
@@ -136,18 +139,38 @@ async def run(events: int, batch: int, rate: int, seconds: float) -> Figures:
         d = Path(tmp)
         env = {**os.environ, "BENCH_STATS": str(d / "stats.json"), "PYTHONPATH": str(ROOT)}
         serve = subprocess.Popen(
-            [str(BIN / "conveyor"), "serve", "--store", str(d / "bench.db"), "--port", "0",
-             "--ready-file", str(d / "ready")],
-            stdout=subprocess.DEVNULL, stderr=open(d / "serve.log", "wb"), env=env,
-        )  # fmt: skip
+            [
+                str(BIN / "conveyor"),
+                "serve",
+                "--store",
+                str(d / "bench.db"),
+                "--port",
+                "0",
+                "--ready-file",
+                str(d / "ready"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(d / "serve.log", "wb"),
+            env=env,
+        )
         worker: subprocess.Popen[bytes] | None = None
         try:
             base = "http://" + await wait_ready(d / "ready", serve, "conveyor serve")
             worker = subprocess.Popen(
-                [str(BIN / "conveyor"), "worker", "bench.noop:app", "--server", base,
-                 "--concurrency", "1024"],
-                stdout=open(d / "worker.log", "wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-            )  # fmt: skip
+                [
+                    str(BIN / "conveyor"),
+                    "worker",
+                    "bench.noop:app",
+                    "--server",
+                    base,
+                    "--concurrency",
+                    "1024",
+                ],
+                stdout=open(d / "worker.log", "wb"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
             connector = aiohttp.TCPConnector(limit=64)
             async with aiohttp.ClientSession(connector=connector) as session:
                 for _ in range(200):
@@ -174,7 +197,8 @@ async def run(events: int, batch: int, rate: int, seconds: float) -> Figures:
                 figures.drain_rate = int(stats["count"]) / figures.drain_seconds  # type: ignore[call-overload]
                 await steady(session, f"{base}/v1/topics/latency/events", rate, seconds)
                 await asyncio.sleep(1.0)
-                lat = sorted(read_stats(stats_path).get("latencies", []))  # type: ignore[arg-type]
+                raw = read_stats(stats_path).get("latencies", [])
+                lat = sorted(float(x) for x in raw) if isinstance(raw, list) else []
                 if lat:
                     figures.latency_p50_ms = statistics.median(lat) * 1000
                     figures.latency_p99_ms = lat[int(len(lat) * 0.99) - 1] * 1000

@@ -21,7 +21,6 @@ import pydantic
 import pytest
 from aiohttp import web
 
-from conveyor._client.errors import RemoteInvalidRequest, RemoteSchemaViolation
 from conveyor.api.schemas import (
     BatchPublishResult,
     EndpointInfo,
@@ -674,9 +673,10 @@ async def test_a_rejected_batch_raises_with_every_events_problem_and_index(
     with pytest.raises(SchemaViolation) as raised:
         await client.publish_batch("orders", [{"payload": i} for i in range(3)])
     # Then
-    assert isinstance(raised.value, RemoteSchemaViolation)
     assert raised.value.index == 0
-    assert raised.value.errors == problems
+    assert [(e.message, e.field, e.rule, e.index) for e in raised.value.errors] == [
+        (p.message, p.field, p.rule, p.index) for p in problems
+    ]
 
 
 async def test_an_invalid_request_always_carries_a_list_of_errors(
@@ -688,7 +688,7 @@ async def test_an_invalid_request_always_carries_a_list_of_errors(
     with pytest.raises(InvalidRequest) as raised:
         await client.create_topic("-bad")
     # Then
-    assert isinstance(raised.value, RemoteInvalidRequest)
+    assert type(raised.value) is InvalidRequest
     assert raised.value.errors == []
 
 

@@ -103,7 +103,9 @@ class Catalog:
     def subscriptions(self, topic: str | None = None) -> list[Subscription]:
         """Every subscription (of one topic, when given), by name."""
         return [
-            self._subs[n] for n in sorted(self._subs) if topic is None or self._subs[n].topic == topic
+            self._subs[n]
+            for n in sorted(self._subs)
+            if topic is None or self._subs[n].topic == topic
         ]
 
     async def put_subscription(self, sub: Subscription) -> bool:

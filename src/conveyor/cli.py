@@ -73,7 +73,7 @@ def _print_json(value: object) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
 
 
-def _client(server: str):  # type: ignore[no-untyped-def]  # noqa: ANN202 - lazy import
+def _client(server: str):  # type: ignore[no-untyped-def]
     from conveyor.client import Client
 
     return Client(server)
@@ -171,8 +171,13 @@ def topic_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
         return
     table = Table("topic", "partitions", "schema", "max payload", "retention")
     for t in topics:
-        table.add_row(t.name, str(t.partitions), "yes" if t.schema else "-",
-                      str(t.max_payload_bytes), f"{t.retention_seconds}s")  # fmt: skip
+        table.add_row(
+            t.name,
+            str(t.partitions),
+            "yes" if t.schema else "-",
+            str(t.max_payload_bytes),
+            f"{t.retention_seconds}s",
+        )
     console.print(table)
 
 
@@ -247,13 +252,31 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
     if as_json:
         _print_json(infos)
         return
-    table = Table("subscription", "topic", "lambda", "ordered", "backlog", "in flight",
-                  "retrying", "dead", "oldest")  # fmt: skip
+    table = Table(
+        "subscription",
+        "topic",
+        "lambda",
+        "ordered",
+        "backlog",
+        "in flight",
+        "retrying",
+        "dead",
+        "oldest",
+    )
     for i in infos:
         s, st = i.subscription, i.stats
         oldest = "-" if st.oldest_pending_age is None else f"{st.oldest_pending_age:.1f}s"
-        table.add_row(s.name, s.topic, s.lambda_name, "yes" if s.ordered else "no",
-                      str(st.backlog), str(st.in_flight), str(st.retrying), str(st.dead), oldest)  # fmt: skip
+        table.add_row(
+            s.name,
+            s.topic,
+            s.lambda_name,
+            "yes" if s.ordered else "no",
+            str(st.backlog),
+            str(st.in_flight),
+            str(st.retrying),
+            str(st.dead),
+            oldest,
+        )
     console.print(table)
 
 
@@ -350,17 +373,26 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
     if as_json:
         _print_json(view)
         return
-    console.print(f"[bold]{view.id}[/]  topic {view.topic}  key {view.key or '-'}  "
-                  f"published {view.publish_time:%Y-%m-%d %H:%M:%S.%f}")  # fmt: skip
+    console.print(
+        f"[bold]{view.id}[/]  topic {view.topic}  key {view.key or '-'}  "
+        f"published {view.publish_time:%Y-%m-%d %H:%M:%S.%f}"
+    )
     table = Table("subscription", "state", "attempts", "next attempt", "last error")
     for d in view.deliveries:
-        table.add_row(d.subscription, d.state, str(d.attempts),
-                      str(d.next_attempt_at or "-"), (d.last_error or "-")[:80])  # fmt: skip
+        table.add_row(
+            d.subscription,
+            d.state,
+            str(d.attempts),
+            str(d.next_attempt_at or "-"),
+            (d.last_error or "-")[:80],
+        )
     console.print(table)
     for d in view.deliveries:
         for a in d.history:
-            console.print(f"  {d.subscription} attempt {a.attempt} at {a.at:%H:%M:%S.%f}: "
-                          f"{a.outcome.value} {a.error or ''}")  # fmt: skip
+            console.print(
+                f"  {d.subscription} attempt {a.attempt} at {a.at:%H:%M:%S.%f}: "
+                f"{a.outcome.value} {a.error or ''}"
+            )
 
 
 @app.command()
@@ -378,8 +410,8 @@ def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     for info in infos:
         if not info.endpoints:
             table.add_row(info.name, "-", "-", "-", "-")
-        for e in info.endpoints:
-            table.add_row(info.name, e.id, e.url, str(e.in_flight), str(e.expires_at))
+        for ep in info.endpoints:
+            table.add_row(info.name, ep.id, ep.url, str(ep.in_flight), str(ep.expires_at))
     console.print(table)
 
 

@@ -73,9 +73,15 @@ class SchemaViolation(InvalidRequest):
     code = "schema_violation"
 
     def __init__(
-        self, message: str, *, field: str, rule: str, index: int | None = None
+        self,
+        message: str,
+        *,
+        field: str,
+        rule: str,
+        index: int | None = None,
+        errors: list[InvalidRequest] | None = None,
     ) -> None:
-        super().__init__(message, field=field, rule=rule, status=422, index=index)
+        super().__init__(message, field=field, rule=rule, status=422, index=index, errors=errors)
 
 
 class NotFound(ConveyorError):

@@ -22,13 +22,17 @@ class Metrics:
             "conveyor_published_events", "Events acknowledged by publish", ["topic"], registry=r
         )
         self.publish_rejected = Counter(
-            "conveyor_publish_rejected", "Publish requests refused, by reason", ["reason"],
+            "conveyor_publish_rejected",
+            "Publish requests refused, by reason",
+            ["reason"],
             registry=r,
-        )  # fmt: skip
+        )
         self.results = Counter(
-            "conveyor_delivery_results", "Per-event delivery results", ["subscription", "outcome"],
+            "conveyor_delivery_results",
+            "Per-event delivery results",
+            ["subscription", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
         self.pushes = Counter(
             "conveyor_pushes", "Pushes sent to lambdas", ["subscription"], registry=r
         )
@@ -39,14 +43,19 @@ class Metrics:
             "conveyor_dead_events", "Events that went dead", ["subscription"], registry=r
         )
         self.push_seconds = Histogram(
-            "conveyor_push_seconds", "Time from push to answer", ["subscription"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "conveyor_push_seconds",
+            "Time from push to answer",
+            ["subscription"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.lateness = Histogram(
             "conveyor_delivery_lateness_seconds",
             "First push time minus deliver_at, for delayed events",
-            ["subscription"], buckets=LATENESS_BUCKETS, registry=r,
-        )  # fmt: skip
+            ["subscription"],
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
         self.timers_fired = Counter(
             "conveyor_timers_fired", "Delayed events appended to the log when due", registry=r
         )

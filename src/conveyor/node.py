@@ -142,7 +142,9 @@ class Node:
                 return
             now_ms = to_ms(self.clock.now())
             try:
-                removed = await self.store.sweep(now_ms, int(self.settings.dedup_window_seconds * 1000))
+                removed = await self.store.sweep(
+                    now_ms, int(self.settings.dedup_window_seconds * 1000)
+                )
                 for e in await self.store.list_endpoints():
                     if e.expires_ms < now_ms - ENDPOINT_FORGET_MS:
                         await self.store.delete_endpoint(e.lambda_name, e.id)

@@ -33,8 +33,9 @@ class Proc:
         self.args = args
         self.log = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                      env=env, cwd=cwd)  # fmt: skip
+        self.popen = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd
+        )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -76,10 +77,20 @@ class Platform:
         ready = self.tmp / "ready"
         ready.unlink(missing_ok=True)
         self.proc = Proc(
-            [str(BIN / "conveyor"), "serve", "--store", str(self.db), "--port", str(self.port),
-             "--ready-file", str(ready)],
-            self.tmp / "serve.log", self.env, self.tmp,
-        )  # fmt: skip
+            [
+                str(BIN / "conveyor"),
+                "serve",
+                "--store",
+                str(self.db),
+                "--port",
+                str(self.port),
+                "--ready-file",
+                str(ready),
+            ],
+            self.tmp / "serve.log",
+            self.env,
+            self.tmp,
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while not (ready.exists() and ready.read_text().strip()):
             if not self.proc.alive() or time.monotonic() > deadline:
@@ -89,8 +100,10 @@ class Platform:
     def worker(self, ref: str = "e2e_lambdas:app", *extra: str) -> Proc:
         proc = Proc(
             [str(BIN / "conveyor"), "worker", ref, "--server", self.url, *extra],
-            self.tmp / "worker.log", self.env, HERE,
-        )  # fmt: skip
+            self.tmp / "worker.log",
+            self.env,
+            HERE,
+        )
         self.workers.append(proc)
         deadline = time.monotonic() + START_TIMEOUT
         while "serving" not in proc.output():

@@ -18,8 +18,14 @@ _record = os.environ.get("RECORD_FILE", "record.jsonl")
 
 def _write(ctx: EventContext, payload: dict[str, object]) -> None:
     line = json.dumps(
-        {"id": ctx.id, "key": ctx.key, "attempt": ctx.attempt, "payload": payload,
-         "at": time.time(), "sub": ctx.subscription}  # fmt: skip
+        {
+            "id": ctx.id,
+            "key": ctx.key,
+            "attempt": ctx.attempt,
+            "payload": payload,
+            "at": time.time(),
+            "sub": ctx.subscription,
+        }
     )
     with open(_record, "a") as f:
         f.write(line + "\n")

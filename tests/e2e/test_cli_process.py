@@ -12,11 +12,17 @@ from conftest import Platform, wait_for
 BIN = Path(sys.executable).parent
 
 
-def cli(platform: Platform, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    platform: Platform, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "conveyor"), *args, "--server", platform.url],
-        capture_output=True, text=True, input=stdin, timeout=30, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_the_cli_creates_publishes_and_shows_an_event_delivered(
@@ -25,21 +31,43 @@ def test_the_cli_creates_publishes_and_shows_an_event_delivered(
     # Given a topic with a schema created from the CLI, and a worker for it
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps({"type": "object", "required": ["n"]}))
-    created = cli(platform, "topic", "create", "orders", "--partitions", "2", "--schema",
-                  str(schema), "--json")  # fmt: skip
+    created = cli(
+        platform,
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "2",
+        "--schema",
+        str(schema),
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["partitions"] == 2
     platform.worker()
     # When an event is published from the CLI (payload on stdin)
-    published = cli(platform, "publish", "orders", "-", "--key", "k", "--attr", "a=b", "--json",
-                    stdin='{"n": 7}')  # fmt: skip
+    published = cli(
+        platform,
+        "publish",
+        "orders",
+        "-",
+        "--key",
+        "k",
+        "--attr",
+        "a=b",
+        "--json",
+        stdin='{"n": 7}',
+    )
     assert published.returncode == 0, published.stderr
     event_id = json.loads(published.stdout)["id"]
+
     # Then `conveyor event` shows it succeeded for the worker's subscription
     def succeeded() -> bool:
         shown = cli(platform, "event", event_id, "--json")
-        return bool(shown.returncode == 0 and
-                    json.loads(shown.stdout)["deliveries"][0]["state"] == "succeeded")  # fmt: skip
+        return bool(
+            shown.returncode == 0
+            and json.loads(shown.stdout)["deliveries"][0]["state"] == "succeeded"
+        )
 
     wait_for(succeeded, timeout=20, interval=0.2)
     listed = cli(platform, "subscription", "list", "--json")
@@ -61,7 +89,18 @@ def test_the_cli_reports_bad_input_with_field_and_rule_and_exits_1(platform: Pla
     assert not_json.returncode != 0
     assert "not JSON" in not_json.stderr
     # And a subscription naming a missing dead-letter topic names the field and the rule
-    bad = cli(platform, "subscription", "create", "s", "--topic", "typed", "--lambda", "l",
-              "--dead-letter-topic", "ghost")  # fmt: skip
+    bad = cli(
+        platform,
+        "subscription",
+        "create",
+        "s",
+        "--topic",
+        "typed",
+        "--lambda",
+        "l",
+        "--dead-letter-topic",
+        "ghost",
+    )
     assert bad.returncode == 1
-    assert "/dead_letter_topic" in bad.stderr and "exists" in bad.stderr
+    assert "/dead_letter_topic" in bad.stderr
+    assert "exists" in bad.stderr

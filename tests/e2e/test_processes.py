@@ -7,6 +7,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -40,7 +41,7 @@ def test_an_event_published_over_http_reaches_a_worker_process_and_reads_succeed
 
 
 def test_kill_9_of_serve_mid_stream_loses_no_acknowledged_event(
-    platform: Platform, record_property: pytest.RecordProperty
+    platform: Platform, record_property: Callable[[str, object], None]
 ) -> None:
     # Given a worker and a publisher streaming batches of acknowledged events
     worker = platform.worker()
@@ -81,8 +82,10 @@ def test_kill_9_of_serve_mid_stream_loses_no_acknowledged_event(
     duplicates = len(delivered) - len(set(delivered))
     record_property("acknowledged", len(acked))
     record_property("duplicates", duplicates)
-    print(f"\nkill -9: {len(acked)} acknowledged, {len(set(delivered))} delivered, "
-          f"{duplicates} duplicates")  # fmt: skip
+    print(
+        f"\nkill -9: {len(acked)} acknowledged, {len(set(delivered))} delivered, "
+        f"{duplicates} duplicates"
+    )
     assert not set(acked) - set(delivered)
     worker.stop()
 
@@ -100,11 +103,15 @@ def test_a_delayed_event_reads_scheduled_and_is_never_delivered_before_its_time(
         # Then both read scheduled at first
         assert delayed.state == "scheduled"
         assert _state(client, delayed.id) == "scheduled"
-        assert delayed.deliver_at is not None and scheduled.deliver_at is not None
+        assert delayed.deliver_at is not None
+        assert scheduled.deliver_at is not None
         wait_for(lambda: {delayed.id, scheduled.id} <= {r["id"] for r in platform.records()})
         wait_for(lambda: _state(client, delayed.id) == "succeeded")
     # And neither reached its handler before its time
-    due = {delayed.id: delayed.deliver_at.timestamp(), scheduled.id: scheduled.deliver_at.timestamp()}
+    due = {
+        delayed.id: delayed.deliver_at.timestamp(),
+        scheduled.id: scheduled.deliver_at.timestamp(),
+    }
     for record in platform.records():
         assert float(record["at"]) >= due[str(record["id"])]  # type: ignore[arg-type]
 
@@ -167,9 +174,11 @@ def test_bad_input_gets_a_4xx_naming_the_problem_and_stores_nothing(platform: Pl
         assert batch.value.index == 1
     # And malformed JSON is a 400 with rule json
     request = urllib.request.Request(
-        f"{platform.url}/v1/topics/typed/events", data=b'{"payload": {', method="POST",
+        f"{platform.url}/v1/topics/typed/events",
+        data=b'{"payload": {',
+        method="POST",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     with pytest.raises(urllib.error.HTTPError) as malformed:
         urllib.request.urlopen(request, timeout=10)
     assert malformed.value.code == 400

@@ -63,8 +63,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await server.aclose()
 
 
-async def until(predicate: object, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.01)):
+async def until(predicate: object, limit: float = 10.0) -> None:
+    for _ in range(int(limit / 0.01)):
         if predicate():  # type: ignore[operator]
             return
         await asyncio.sleep(0.01)
@@ -93,11 +93,13 @@ async def test_a_failing_handler_is_retried_with_growing_delays_then_lands_dead(
     # Then the calls happened exactly at the backoff schedule on the injected clock
     times = [t - start for s, _, t in rig.calls if s == "clocked.always_fails"]
     assert times == pytest.approx([0.0, 1.0, 4.0, 13.0], abs=0.002)
+
     # And after max_attempts the event is dead with its whole history
     async def dead() -> bool:
         view = await rig.client.get_event(result.id)
-        return any(d.subscription == "clocked.always_fails" and d.state == "dead"
-                   for d in view.deliveries)  # fmt: skip
+        return any(
+            d.subscription == "clocked.always_fails" and d.state == "dead" for d in view.deliveries
+        )
 
     for _ in range(500):
         if await dead():
@@ -107,7 +109,8 @@ async def test_a_failing_handler_is_retried_with_growing_delays_then_lands_dead(
     mine = next(d for d in view.deliveries if d.subscription == "clocked.always_fails")
     assert (mine.state, mine.attempts) == ("dead", 4)
     assert [h.attempt for h in mine.history] == [1, 2, 3, 4]
-    assert mine.last_error is not None and "boom #4" in mine.last_error
+    assert mine.last_error is not None
+    assert "boom #4" in mine.last_error
     # And nothing more is tried, however far time moves
     rig.clock.advance(3600)
     await asyncio.sleep(0.2)

@@ -60,7 +60,7 @@ class AsyncClient:
     :class:`~conveyor.errors.StoreUnavailable` on a 5xx answer (nothing was stored; retry),
     :class:`~conveyor.errors.RateLimited` on a 429, and :class:`RuntimeError` once closed.
     An :class:`~conveyor.errors.InvalidRequest` it raises also has ``errors``: every problem
-    the server listed, as :class:`~conveyor.api.schemas.ErrorDetail`.
+    the server listed, each an :class:`~conveyor.errors.InvalidRequest`.
 
     Args:
         base_url: the node's URL, optionally with a path prefix.

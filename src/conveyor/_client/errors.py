@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from conveyor.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
+from conveyor.api.schemas import ErrorBody, ErrorResponse
 from conveyor.errors import (
     Conflict,
     ConveyorError,
@@ -17,7 +17,7 @@ from conveyor.errors import (
     StoreUnavailable,
 )
 
-__all__ = ["RemoteInvalidRequest", "RemoteSchemaViolation", "error_from_answer"]
+__all__ = ["error_from_answer"]
 
 # Used when a 429 has no Retry-After in delta-seconds.
 DEFAULT_RETRY_AFTER = 1.0
@@ -27,48 +27,6 @@ _MAX_RAW_MESSAGE = 500
 _ERROR_DECODER = msgspec.json.Decoder(ErrorResponse)
 # The server words a 404 as NotFound does: "<kind> '<name>' does not exist".
 _NOT_FOUND_MESSAGE = re.compile(r"^(?P<kind>[\w ]+?) '(?P<name>[^']*)' does not exist$")
-
-
-class RemoteInvalidRequest(InvalidRequest):
-    """An :class:`InvalidRequest` answered by the server, with every problem it listed.
-
-    Attributes:
-        errors: each problem (message, field, rule, and ``index`` of the event in a batch);
-            empty when the server named only one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None,
-        rule: str | None,
-        status: int,
-        index: int | None,
-        errors: list[ErrorDetail],
-    ) -> None:
-        super().__init__(message, field=field, rule=rule, status=status, index=index)
-        self.errors = errors
-
-
-class RemoteSchemaViolation(SchemaViolation):
-    """A :class:`SchemaViolation` answered by the server, with every problem it listed.
-
-    Attributes:
-        errors: as :attr:`RemoteInvalidRequest.errors`.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str,
-        rule: str,
-        index: int | None,
-        errors: list[ErrorDetail],
-    ) -> None:
-        super().__init__(message, field=field, rule=rule, index=index)
-        self.errors = errors
 
 
 def _body(status: int, content: bytes) -> ErrorBody:
@@ -81,21 +39,26 @@ def _body(status: int, content: bytes) -> ErrorBody:
 
 
 def _invalid(status: int, body: ErrorBody) -> InvalidRequest:
+    # Every problem the server listed, each as an InvalidRequest of its own.
+    errors = [
+        InvalidRequest(d.message, field=d.field, rule=d.rule, status=status, index=d.index)
+        for d in body.errors
+    ]
     if body.code == SchemaViolation.code:
-        return RemoteSchemaViolation(
+        return SchemaViolation(
             body.message,
             field=body.field or "",
             rule=body.rule or "",
             index=body.index,
-            errors=body.errors,
+            errors=errors,
         )
-    return RemoteInvalidRequest(
+    return InvalidRequest(
         body.message,
         field=body.field,
         rule=body.rule,
         status=status,
         index=body.index,
-        errors=body.errors,
+        errors=errors,
     )
 
 
@@ -120,8 +83,8 @@ def error_from_answer(
 ) -> ConveyorError:
     """Build the exception for an error answer.
 
-    400, 413 and other 4xx raise :class:`RemoteInvalidRequest` (a ``schema_violation``
-    code, usually with 422, raises :class:`RemoteSchemaViolation`); 404 :class:`NotFound`;
+    400, 413 and other 4xx raise :class:`InvalidRequest` (a ``schema_violation``
+    code, usually with 422, raises :class:`SchemaViolation`); 404 :class:`NotFound`;
     409 :class:`Conflict`; 429 :class:`RateLimited`; 5xx :class:`StoreUnavailable`.
 
     Args:

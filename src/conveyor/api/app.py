@@ -88,7 +88,9 @@ def _install_uvloop() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def serve_forever(settings: NodeSettings) -> None:
     """Run ``conveyor serve`` until SIGTERM or SIGINT, then shut down gracefully."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     async def main() -> None:
         server = Server(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import msgspec
 
@@ -21,7 +22,7 @@ _ERROR_TEXT = {
 }
 
 
-def _operation(route: Route, schemas: dict[object, object]) -> dict[str, object]:
+def _operation(route: Route, schemas: Mapping[object, object]) -> dict[str, object]:
     op: dict[str, object] = {
         "summary": route.summary,
         "tags": [route.tag],
@@ -78,7 +79,7 @@ def openapi_document() -> dict[str, object]:
             "title": "Conveyor",
             "version": __version__,
             "description": "Publish events, subscribe lambdas, and ask what happened to any "
-            "event. Errors answer {\"error\": {code, message, field, rule}}.",
+            'event. Errors answer {"error": {code, message, field, rule}}.',
         },
         "paths": paths,
         "components": {"schemas": components},

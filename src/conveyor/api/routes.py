@@ -78,7 +78,9 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[NODE].metrics.registry
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 # -- topics -----------------------------------------------------------------------------------
@@ -190,7 +192,9 @@ async def deregister_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _endpoint_info(node: Node, lambda_name: str, eid: str, url: str, expires_ms: int) -> EndpointInfo:
+def _endpoint_info(
+    node: Node, lambda_name: str, eid: str, url: str, expires_ms: int
+) -> EndpointInfo:
     from datetime import UTC, datetime
 
     state = next((e for e in node.pool.endpoints(lambda_name) if e.id == eid), None)
@@ -223,40 +227,143 @@ async def list_lambdas(request: web.Request) -> web.Response:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", health, "The node's health", "node", response=Health),
     Route("GET", "/metrics", metrics, "Prometheus metrics (text format)", "node"),
-    Route("POST", "/v1/topics", create_topic, "Create a topic (200 when an identical one exists)",
-          "topics", Topic, Topic, 201, (400, 409)),
+    Route(
+        "POST",
+        "/v1/topics",
+        create_topic,
+        "Create a topic (200 when an identical one exists)",
+        "topics",
+        Topic,
+        Topic,
+        201,
+        (400, 409),
+    ),
     Route("GET", "/v1/topics", list_topics, "List topics", "topics", response=list[Topic]),
-    Route("GET", "/v1/topics/{name}", get_topic, "Get a topic", "topics", response=Topic,
-          errors=(404,)),
-    Route("PUT", "/v1/topics/{name}", put_topic, "Create or update a topic", "topics", Topic,
-          Topic, 201, (400, 409)),
-    Route("POST", "/v1/topics/{topic}/events", publish,
-          "Publish one event; acknowledged once durable (200 for an idempotent replay)",
-          "events", PublishRequest, PublishResult, 201, (400, 404, 409, 413, 422)),
-    Route("POST", "/v1/topics/{topic}/events/batch", publish_batch,
-          "Publish events atomically: all are stored or none", "events", BatchPublishRequest,
-          BatchPublishResult, 201, (400, 404, 409, 413, 422)),
-    Route("GET", "/v1/events/{id}", get_event,
-          "An event and, per subscription, its state and attempt history", "events",
-          response=EventView, errors=(404,)),
-    Route("POST", "/v1/subscriptions", create_subscription,
-          "Create a subscription (200 when an identical one exists)", "subscriptions",
-          Subscription, SubscriptionInfo, 201, (400, 404, 409)),
-    Route("GET", "/v1/subscriptions", list_subscriptions, "List subscriptions with live figures",
-          "subscriptions", response=list[SubscriptionInfo]),
-    Route("GET", "/v1/subscriptions/{name}", get_subscription,
-          "A subscription with its live figures", "subscriptions", response=SubscriptionInfo,
-          errors=(404,)),
-    Route("PUT", "/v1/subscriptions/{name}", put_subscription,
-          "Create or update a subscription", "subscriptions", Subscription, SubscriptionInfo,
-          201, (400, 404, 409)),
-    Route("DELETE", "/v1/subscriptions/{name}", delete_subscription,
-          "Delete a subscription and its progress", "subscriptions", status=204, errors=(404,)),
-    Route("GET", "/v1/lambdas", list_lambdas, "Lambdas and their live endpoints", "lambdas",
-          response=list[LambdaInfo]),
-    Route("PUT", "/v1/lambdas/{lambda}/endpoints/{id}", register_endpoint,
-          "Register or renew (heartbeat) a worker's push endpoint", "lambdas",
-          EndpointRegistration, EndpointInfo, 200, (400,)),
-    Route("DELETE", "/v1/lambdas/{lambda}/endpoints/{id}", deregister_endpoint,
-          "Remove a worker's push endpoint", "lambdas", status=204, errors=(404,)),
-)  # fmt: skip
+    Route(
+        "GET",
+        "/v1/topics/{name}",
+        get_topic,
+        "Get a topic",
+        "topics",
+        response=Topic,
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        "/v1/topics/{name}",
+        put_topic,
+        "Create or update a topic",
+        "topics",
+        Topic,
+        Topic,
+        201,
+        (400, 409),
+    ),
+    Route(
+        "POST",
+        "/v1/topics/{topic}/events",
+        publish,
+        "Publish one event; acknowledged once durable (200 for an idempotent replay)",
+        "events",
+        PublishRequest,
+        PublishResult,
+        201,
+        (400, 404, 409, 413, 422),
+    ),
+    Route(
+        "POST",
+        "/v1/topics/{topic}/events/batch",
+        publish_batch,
+        "Publish events atomically: all are stored or none",
+        "events",
+        BatchPublishRequest,
+        BatchPublishResult,
+        201,
+        (400, 404, 409, 413, 422),
+    ),
+    Route(
+        "GET",
+        "/v1/events/{id}",
+        get_event,
+        "An event and, per subscription, its state and attempt history",
+        "events",
+        response=EventView,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/v1/subscriptions",
+        create_subscription,
+        "Create a subscription (200 when an identical one exists)",
+        "subscriptions",
+        Subscription,
+        SubscriptionInfo,
+        201,
+        (400, 404, 409),
+    ),
+    Route(
+        "GET",
+        "/v1/subscriptions",
+        list_subscriptions,
+        "List subscriptions with live figures",
+        "subscriptions",
+        response=list[SubscriptionInfo],
+    ),
+    Route(
+        "GET",
+        "/v1/subscriptions/{name}",
+        get_subscription,
+        "A subscription with its live figures",
+        "subscriptions",
+        response=SubscriptionInfo,
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        "/v1/subscriptions/{name}",
+        put_subscription,
+        "Create or update a subscription",
+        "subscriptions",
+        Subscription,
+        SubscriptionInfo,
+        201,
+        (400, 404, 409),
+    ),
+    Route(
+        "DELETE",
+        "/v1/subscriptions/{name}",
+        delete_subscription,
+        "Delete a subscription and its progress",
+        "subscriptions",
+        status=204,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/v1/lambdas",
+        list_lambdas,
+        "Lambdas and their live endpoints",
+        "lambdas",
+        response=list[LambdaInfo],
+    ),
+    Route(
+        "PUT",
+        "/v1/lambdas/{lambda}/endpoints/{id}",
+        register_endpoint,
+        "Register or renew (heartbeat) a worker's push endpoint",
+        "lambdas",
+        EndpointRegistration,
+        EndpointInfo,
+        200,
+        (400,),
+    ),
+    Route(
+        "DELETE",
+        "/v1/lambdas/{lambda}/endpoints/{id}",
+        deregister_endpoint,
+        "Remove a worker's push endpoint",
+        "lambdas",
+        status=204,
+        errors=(404,),
+    ),
+)

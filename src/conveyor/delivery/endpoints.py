@@ -69,8 +69,9 @@ class EndpointPool:
                 self._changed(lambda_name)
         return state
 
-    def restore(self, lambda_name: str, endpoint_id: str, url: str, expires_at: float,
-                concurrency: int) -> None:  # fmt: skip
+    def restore(
+        self, lambda_name: str, endpoint_id: str, url: str, expires_at: float, concurrency: int
+    ) -> None:
         """Load an endpoint registered before a restart (it expires as registered)."""
         self._by_lambda.setdefault(lambda_name, {})[endpoint_id] = EndpointState(
             lambda_name, endpoint_id, url, expires_at, concurrency

@@ -96,7 +96,9 @@ class Pusher:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=60, enable_cleanup_closed=True
             )
-            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+            self._session = aiohttp.ClientSession(
+                connector=connector, skip_auto_headers=("User-Agent",)
+            )
         return self._session
 
     async def aclose(self) -> None:
@@ -111,26 +113,36 @@ class Pusher:
         subscription: str,
         events: Sequence[Event],
         attempts: Sequence[int],
-        timeout: float,
+        push_timeout: float,
     ) -> PushOutcome:
         """Push ``events`` to ``endpoint`` and return every event's outcome."""
         body = push_request_encoder.encode(
             PushRequest(
                 subscription,
                 [
-                    PushEvent(e.id, e.topic, e.partition, e.offset, msgspec.Raw(e.payload),
-                              e.publish_ms, a, e.key, e.attributes, e.deliver_at_ms)
+                    PushEvent(
+                        e.id,
+                        e.topic,
+                        e.partition,
+                        e.offset,
+                        msgspec.Raw(e.payload),
+                        e.publish_ms,
+                        a,
+                        e.key,
+                        e.attributes,
+                        e.deliver_at_ms,
+                    )
                     for e, a in zip(events, attempts, strict=True)
                 ],
             )
-        )  # fmt: skip
+        )
         headers = {**_HEADERS, SUBSCRIPTION_HEADER: subscription}
         try:
             async with self._client().post(
                 endpoint.url,
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=push_timeout),
             ) as resp:
                 data = await resp.read()
                 if resp.status == 200:
@@ -141,7 +153,9 @@ class Pusher:
                 text = data[:300].decode("utf-8", "replace")
                 return PushOutcome(_all(events, f"lambda answered HTTP {resp.status}: {text}"))
         except TimeoutError:
-            return PushOutcome(_all(events, f"no answer within the push timeout ({timeout:g} s)"))
+            return PushOutcome(
+                _all(events, f"no answer within the push timeout ({push_timeout:g} s)")
+            )
         except aiohttp.ClientConnectorError as e:
             return PushOutcome(_all(events, f"cannot connect: {e}"), connect_failed=True)
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as e:
@@ -156,8 +170,8 @@ class Pusher:
         by_id = {r.id: r for r in answer.results}
         missing = Result(Outcome.RETRY, None, "the lambda's answer has no result for this event")
         out: list[Result] = []
-        for e in events:
-            r = by_id.get(e.id)
+        for event in events:
+            r = by_id.get(event.id)
             if r is None:
                 out.append(missing)
             else:

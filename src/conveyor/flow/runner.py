@@ -121,9 +121,9 @@ class Runner:
         self._stopping = False
         self.loaded = asyncio.Event()
         self._m_results = {
-            o: metrics.results.labels(sub.name, o.value) for o in (Outcome.SUCCESS, Outcome.RETRY,
-                                                                   Outcome.FATAL)
-        }  # fmt: skip
+            o: metrics.results.labels(sub.name, o.value)
+            for o in (Outcome.SUCCESS, Outcome.RETRY, Outcome.FATAL)
+        }
         self._m_push = metrics.push_seconds.labels(sub.name)
         self._m_pushes = metrics.pushes.labels(sub.name)
         self._m_throttles = metrics.throttles.labels(sub.name)
@@ -374,10 +374,10 @@ class Runner:
                     self._release(p, event.key)
             elif result.outcome is Outcome.RETRY and not exhausted(self.sub.retry, attempt):
                 self._m_results[Outcome.RETRY].inc()
-                self._retry_later(p, event, attempt, result, started, now)
+                self._retry_later(p, event, attempt, result, started=started, now=now)
             else:
                 self._m_results[result.outcome].inc()
-                self._bury(p, event, attempt, result, started, now)
+                self._bury(p, event, attempt, result, started=started, now=now)
         if succeeded:
             self._m_results[Outcome.SUCCESS].inc(succeeded)
         self._on_dirty(self)
@@ -391,8 +391,9 @@ class Runner:
         ref = (event.partition, event.offset)
         row = self._rows.get(ref)
         if row is None:
-            row = DeliveryRow(event.partition, event.offset, event.key, "retrying", 0, None,
-                              None, [], to_ms(now))  # fmt: skip
+            row = DeliveryRow(
+                event.partition, event.offset, event.key, "retrying", 0, None, None, [], to_ms(now)
+            )
         return row
 
     def _row_succeeded(self, event: Event, attempt: int, started: float, now: float) -> None:
@@ -410,7 +411,7 @@ class Runner:
         self._pending[ref] = row
 
     def _retry_later(
-        self, p: _Part, event: Event, attempt: int, result: Result, started: float, now: float
+        self, p: _Part, event: Event, attempt: int, result: Result, *, started: float, now: float
     ) -> None:
         ref = (event.partition, event.offset)
         delay = next_delay(self.sub.retry, attempt, after=result.after, jitter=self._jitter)
@@ -431,7 +432,7 @@ class Runner:
                 self._park(p, follower)
 
     def _bury(
-        self, p: _Part, event: Event, attempt: int, result: Result, started: float, now: float
+        self, p: _Part, event: Event, attempt: int, result: Result, *, started: float, now: float
     ) -> None:
         ref = (event.partition, event.offset)
         row = self._row_for(event, now)
@@ -464,8 +465,17 @@ class Runner:
 
     def _park(self, p: _Part, event: Event) -> None:
         ref = (event.partition, event.offset)
-        row = DeliveryRow(event.partition, event.offset, event.key, "blocked", 0, None, None,
-                          [], to_ms(self._clock.now()))  # fmt: skip
+        row = DeliveryRow(
+            event.partition,
+            event.offset,
+            event.key,
+            "blocked",
+            0,
+            None,
+            None,
+            [],
+            to_ms(self._clock.now()),
+        )
         self._rows[ref] = row
         self._pending[ref] = row
         p.progress.finish(event.offset)
@@ -538,9 +548,15 @@ class Runner:
         )
         now_ms = to_ms(self._clock.now())
         return NewEvent(
-            new_id(now_ms), partition_for(event.key, dlq.partitions, event.offset), event.key,
-            attributes, event.payload, now_ms, None, False,
-        )  # fmt: skip
+            new_id(now_ms),
+            partition_for(event.key, dlq.partitions, event.offset),
+            event.key,
+            attributes,
+            event.payload,
+            now_ms,
+            None,
+            False,
+        )
 
     # -- queries ----------------------------------------------------------------------------
     def live_state(self, partition: int, offset: int) -> DeliveryState | None:

@@ -7,7 +7,6 @@ row in the store, then the cursor.
 
 from __future__ import annotations
 
-
 from datetime import UTC, datetime
 
 import msgspec
@@ -56,7 +55,9 @@ class StatusService:
         clock: the source of time.
     """
 
-    def __init__(self, store: Store, catalog: Catalog, dispatcher: Dispatcher, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, catalog: Catalog, dispatcher: Dispatcher, clock: Clock
+    ) -> None:
         self._store = store
         self._catalog = catalog
         self._dispatcher = dispatcher
@@ -104,6 +105,7 @@ class StatusService:
             return None  # published before the subscription existed: not its event
         runner = self._dispatcher.runner(sub.name)
         live = runner.live_state(event.partition, event.offset) if runner else None
+        state: DeliveryState
         if live is not None and live is not DeliveryState.PENDING:
             state = live
         elif row is not None and row.state != "blocked":
@@ -156,6 +158,3 @@ class StatusService:
         if oldest is not None:
             stats.oldest_pending_age = max(0.0, self._clock.now() - oldest / 1000)
         return stats
-
-
-

@@ -229,4 +229,3 @@ class PublishService:
             # Rounded up: a time between two milliseconds is never reached early.
             return math.ceil(when.timestamp() * 1000)
         return None
-

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 import jsonschema_rs
 import msgspec
@@ -20,11 +19,8 @@ from conveyor.errors import InvalidRequest, SchemaViolation
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
-class PayloadValidator(Protocol):
-    """A compiled schema."""
-
-    def iter_errors(self, instance: object) -> Sequence[object]:
-        """Every violation of the schema by ``instance``."""
+PayloadValidator = jsonschema_rs.Validator
+"""A compiled schema."""
 
 
 def pointer(parts: Sequence[object]) -> str:

@@ -278,7 +278,9 @@ class Store(abc.ABC):
         """Commit subscriptions' progress atomically; return appended dead-letter events."""
 
     @abc.abstractmethod
-    async def delivery_rows(self, topic: Topic, partition: int, offset: int) -> dict[str, DeliveryRow]:
+    async def delivery_rows(
+        self, topic: Topic, partition: int, offset: int
+    ) -> dict[str, DeliveryRow]:
         """The delivery rows of one event, by subscription."""
 
     @abc.abstractmethod
@@ -365,7 +367,9 @@ class GroupCommit:
         try:
             results = await self._execute([op.run for op in batch])
         except Exception as e:  # noqa: BLE001 - every failure of the commit fails the batch
-            error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"commit failed: {e}")
+            error = (
+                e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"commit failed: {e}")
+            )
             error.__cause__ = e
             for op in batch:
                 if not op.future.done():

@@ -399,20 +399,46 @@ class SqliteStore(Store):
             else:
                 off = self._alloc(tid, ev.partition)
                 log_rows.append(
-                    (tid, ev.partition, off, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
-                     ev.deliver_at_ms)
-                )  # fmt: skip
+                    (
+                        tid,
+                        ev.partition,
+                        off,
+                        ev.id,
+                        ev.key,
+                        attrs,
+                        ev.payload,
+                        ev.publish_ms,
+                        ev.deliver_at_ms,
+                    )
+                )
                 result.appended.append(
-                    Event(ev.id, topic.name, ev.partition, off, ev.key, ev.attributes,
-                          ev.payload, ev.publish_ms, ev.deliver_at_ms)
-                )  # fmt: skip
+                    Event(
+                        ev.id,
+                        topic.name,
+                        ev.partition,
+                        off,
+                        ev.key,
+                        ev.attributes,
+                        ev.payload,
+                        ev.publish_ms,
+                        ev.deliver_at_ms,
+                    )
+                )
                 stored = Stored(ev.id, ev.partition, off, ev.deliver_at_ms)
             if ev.idempotency_key is not None:
                 seen[ev.idempotency_key] = (stored, ev.digest)
                 idem_rows.append(
-                    (tid, ev.idempotency_key, ev.id, stored.partition, stored.offset,
-                     stored.deliver_at_ms, ev.digest, now_ms)
-                )  # fmt: skip
+                    (
+                        tid,
+                        ev.idempotency_key,
+                        ev.id,
+                        stored.partition,
+                        stored.offset,
+                        stored.deliver_at_ms,
+                        ev.digest,
+                        now_ms,
+                    )
+                )
             result.stored.append(stored)
         self._insert_log(log_rows)
         if timer_rows:
@@ -427,9 +453,7 @@ class SqliteStore(Store):
         if rows:
             self._wc.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def _idempotent(
-        self, tid: int, key: str, cutoff_ms: int
-    ) -> tuple[Stored, bytes | None] | None:
+    def _idempotent(self, tid: int, key: str, cutoff_ms: int) -> tuple[Stored, bytes | None] | None:
         row = self._wc.execute(
             "SELECT event_id, part, off, deliver_at_ms, digest, created_ms FROM idempotency "
             "WHERE topic_id = ? AND key = ?",
@@ -604,11 +628,21 @@ class SqliteStore(Store):
                 conn.executemany(
                     "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (p.subscription, r.partition, r.offset, r.key, r.state, r.attempts,
-                         r.next_ms, r.last_error, _msgpack(r.history), r.updated_ms)
+                        (
+                            p.subscription,
+                            r.partition,
+                            r.offset,
+                            r.key,
+                            r.state,
+                            r.attempts,
+                            r.next_ms,
+                            r.last_error,
+                            _msgpack(r.history),
+                            r.updated_ms,
+                        )
                         for r in p.rows
                     ],
-                )  # fmt: skip
+                )
             for topic, ev in p.dead_letters:
                 appended.extend(self._publish(topic, [ev], ev.publish_ms, 0).appended)
         return appended
