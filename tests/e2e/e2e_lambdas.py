@@ -6,6 +6,7 @@ its key, its attempt, the payload and the wall time of the call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -51,4 +52,11 @@ async def ledger(payload: dict[str, object], ctx: EventContext) -> None:
 @app.handler("later")
 def later(payload: dict[str, object], ctx: EventContext) -> None:
     """A sync handler: record the event."""
+    _write(ctx, payload)
+
+
+@app.handler("slow", max_concurrency=20, max_batch=5)
+async def slow(payload: dict[str, object], ctx: EventContext) -> None:
+    """Take 50 ms per event, so that work is in flight when a test stops the node."""
+    await asyncio.sleep(0.05)
     _write(ctx, payload)

@@ -72,7 +72,7 @@ def test_the_cli_creates_publishes_and_shows_an_event_delivered(
     wait_for(succeeded, timeout=20, interval=0.2)
     listed = cli(platform, "subscription", "list", "--json")
     names = [s["subscription"]["name"] for s in json.loads(listed.stdout)]
-    assert names == ["e2e.later", "e2e.ledger", "e2e.record"]
+    assert names == ["e2e.later", "e2e.ledger", "e2e.record", "e2e.slow"]
     lambdas = cli(platform, "lambdas", "--json")
     assert json.loads(lambdas.stdout)[0]["name"] == "e2e"
 

@@ -405,7 +405,7 @@ async def test_a_sync_handler_may_take_the_context_by_the_name_ctx() -> None:
     assert (ctx.id, ctx.attempt, ctx.attributes, ctx.deliver_at) == ("e0", 1, {}, None)
 
 
-async def test_a_push_for_an_unknown_subscription_is_fatal_for_every_event() -> None:
+async def test_a_push_for_an_unknown_subscription_is_retried_for_every_event() -> None:
     # Given
     app = Lambda("billing")
 
@@ -416,7 +416,7 @@ async def test_a_push_for_an_unknown_subscription_is_fatal_for_every_event() -> 
     response = await app.run_batch(push("billing.other", {}, {}))
 
     # Then
-    assert [r.status for r in response.results] == [Outcome.FATAL, Outcome.FATAL]
+    assert [r.status for r in response.results] == [Outcome.RETRY, Outcome.RETRY]
     assert response.results[0].error == (
         "lambda 'billing' has no handler for subscription 'billing.other'"
     )

@@ -158,9 +158,11 @@ class Lambda:
         """
         handler = self._handlers.get(request.subscription)
         if handler is None:
+            # Retry, not fatal: during a rolling release an old worker may receive a new
+            # subscription's events; another endpoint (or a later attempt) will have it.
             error = f"lambda {self.name!r} has no handler for subscription {request.subscription!r}"
             return PushResponse(
-                [PushResult(e.id, Outcome.FATAL, error=error) for e in request.events]
+                [PushResult(e.id, Outcome.RETRY, error=error) for e in request.events]
             )
         gate = _UNLIMITED if limiter is None else limiter
         sub = request.subscription
