@@ -40,7 +40,7 @@ MIGRATIONS: list[str] = [
         publish_ms    INTEGER NOT NULL,
         deliver_at_ms INTEGER,
         PRIMARY KEY (topic_id, part, off)
-    );
+    ) WITHOUT ROWID;
     CREATE UNIQUE INDEX log_by_id ON log (id);
     CREATE TABLE timers (
         id            TEXT PRIMARY KEY,
