@@ -21,7 +21,7 @@ _RULES = (
     ("missing required field", "required"),
     ("unknown field", "unknown_field"),
     ("length", "length"),
-    ("match regex", "pattern"),
+    ("matching regex", "pattern"),
     (">=", "minimum"),
     (">", "exclusive_minimum"),
     ("<=", "maximum"),
