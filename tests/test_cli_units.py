@@ -1,0 +1,44 @@
+"""The CLI's own parsing, without a server."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from conveyor.cli import _attributes, app, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1.5", 1.5), ("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("2h", 7200.0), ("7d", 604800.0)],
+)
+def test_durations_read_in_every_unit(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5 parsecs", "-3s", "1e3s"])
+def test_a_malformed_duration_is_refused_naming_the_text(text: str) -> None:
+    with pytest.raises(typer.BadParameter, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_attributes_are_name_value_pairs() -> None:
+    assert _attributes(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
+    assert _attributes([]) is None
+    with pytest.raises(typer.BadParameter, match="name=value"):
+        _attributes(["novalue"])
+
+
+def test_publish_refuses_a_payload_that_is_not_json_before_calling_the_server() -> None:
+    # Given a server address where nothing listens
+    result = CliRunner().invoke(app, ["publish", "t", "{nope", "--server", "http://127.0.0.1:9"])
+    # Then the CLI fails on the payload, not on the connection
+    assert result.exit_code != 0
+    assert "not JSON" in result.output
+
+
+def test_a_command_against_an_unreachable_server_says_so_and_exits_1() -> None:
+    result = CliRunner().invoke(app, ["topic", "list", "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "cannot reach Conveyor at http://127.0.0.1:9" in result.output
