@@ -63,7 +63,8 @@ class FakeClock:
     """A clock that moves only when told to.
 
     Invariant: a callback scheduled for ``when`` runs during the first :meth:`advance` that
-    brings ``now()`` to ``when`` or past it, never earlier, in order of ``when``.
+    brings ``now()`` to ``when`` or past it, never earlier, in order of ``when``; one that is
+    already due when scheduled runs soon on the event loop, as with :class:`SystemClock`.
     """
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
@@ -75,6 +76,9 @@ class FakeClock:
         return self._now
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        if when <= self._now:
+            # Already due: run it soon, as SystemClock does, not at the next advance().
+            return asyncio.get_running_loop().call_soon(callback)
         handle = _FakeHandle()
         heapq.heappush(self._heap, (when, next(self._seq), handle, callback))
         return handle

@@ -16,6 +16,7 @@ log = logging.getLogger("conveyor.api")
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"field `(?P<name>[^`]+)`")
+_IN_BATCH = re.compile(r"^/events/(\d+)(/|$)")
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _RULES = (
     ("missing required field", "required"),
@@ -52,9 +53,13 @@ def from_msgspec(error: msgspec.ValidationError | msgspec.DecodeError) -> Invali
             field += "/" + named.group("name")
     if rule == "length":
         rule = "max_length" if "<=" in message else "min_length"
-    elif rule == "type" and message.startswith("Expected `array` of length"):
-        rule = "length"
-    return InvalidRequest(f"{message} (at {field or '/'})", field=field or None, rule=rule)
+    in_batch = _IN_BATCH.match(field)
+    return InvalidRequest(
+        f"{message} (at {field or '/'})",
+        field=field or None,
+        rule=rule,
+        index=int(in_batch.group(1)) if in_batch else None,
+    )
 
 
 def error_body(error: ConveyorError) -> ErrorResponse:

@@ -49,9 +49,7 @@ class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
 class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Events to publish atomically: all are stored, or none is."""
 
-    events: Annotated[
-        list[PublishRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)
-    ]
+    events: Annotated[list[PublishRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
 class PublishResult(msgspec.Struct, omit_defaults=True):

@@ -195,12 +195,15 @@ class Dispatcher:
     async def _flush_loop(self) -> None:
         while True:
             await self._dirty_event.wait()
+            if not self._stopping:
+                await asyncio.sleep(self._flush_interval)  # let more progress gather
+            # Invariant: stop() sets the event after _stopping, so clearing it here never
+            # loses a stop: _stopping is read after the clear.
+            self._dirty_event.clear()
             if self._stopping:
                 await self._drain_runners()
                 await self._flush()
                 return
-            await asyncio.sleep(self._flush_interval)
-            self._dirty_event.clear()
             await self._flush()
 
     async def _drain_runners(self) -> None:

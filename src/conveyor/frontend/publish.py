@@ -22,7 +22,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
-from conveyor.errors import InvalidRequest
+from conveyor.errors import InvalidRequest, SchemaViolation
 from conveyor.frontend.partitioning import partition_for
 from conveyor.frontend.validation import PayloadValidator, check_payload
 from conveyor.metrics import Metrics
@@ -39,6 +39,7 @@ def _digest(req: PublishRequest) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     h.update(bytes(req.payload))
     h.update(b"\x00" + (req.key or "").encode())
+    h.update(b"\x00" + repr((req.delay, req.deliver_at)).encode())
     for k in sorted(req.attributes or {}):
         h.update(b"\x00" + k.encode() + b"=" + (req.attributes or {})[k].encode())
     return h.digest()
@@ -131,9 +132,20 @@ class PublishService:
             first = problems[0]
             if not batch:
                 raise first
-            raise InvalidRequest(
+            message = (
                 f"{len(problems)} of {len(requests)} events are invalid; none was stored. "
-                f"First: {first.message}",
+                f"First: {first.message}"
+            )
+            if isinstance(first, SchemaViolation):
+                raise SchemaViolation(
+                    message,
+                    field=first.field or "",
+                    rule=first.rule or "",
+                    index=first.index,
+                    errors=problems,
+                )
+            raise InvalidRequest(
+                message,
                 field=first.field,
                 rule=first.rule,
                 status=first.status,
@@ -163,7 +175,7 @@ class PublishService:
             )
         self._check_attributes(req, prefix, index)
         if validator is not None:
-            check_payload(validator, payload, index=index)
+            check_payload(validator, payload, index=index, prefix=prefix)
         deliver_at_ms = self._deliver_at(req, now_ms, prefix, index)
         return NewEvent(
             id=new_id(now_ms),

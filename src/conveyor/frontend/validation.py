@@ -51,13 +51,34 @@ def compile_schema(schema: Mapping[str, object]) -> PayloadValidator:
     return validator
 
 
+def _named_property(kind: object) -> list[str]:
+    """The property a violation is about, when the error names it beside its path."""
+    name = type(kind).__name__
+    if name == "Required":
+        missing = getattr(kind, "property", None)
+        return [missing] if isinstance(missing, str) else []
+    if name == "AdditionalProperties":
+        unexpected = getattr(kind, "unexpected", None)
+        if isinstance(unexpected, list) and unexpected and isinstance(unexpected[0], str):
+            return [unexpected[0]]
+    return []
+
+
 def rule_name(kind: object) -> str:
     """The snake_case name of a jsonschema-rs error kind."""
     return _CAMEL.sub("_", type(kind).__name__).lower()
 
 
-def check_payload(validator: PayloadValidator, raw: bytes, *, index: int | None = None) -> None:
+def check_payload(
+    validator: PayloadValidator, raw: bytes, *, index: int | None = None, prefix: str = ""
+) -> None:
     """Decode a payload and check it against a compiled schema.
+
+    Args:
+        validator: the topic's compiled schema.
+        raw: the payload's JSON.
+        index: the event's position in a batch.
+        prefix: the pointer of the event in the request body (``/events/3`` in a batch).
 
     Raises:
         SchemaViolation: the payload breaks the schema (the first violation is reported).
@@ -66,14 +87,11 @@ def check_payload(validator: PayloadValidator, raw: bytes, *, index: int | None 
     for error in validator.iter_errors(value):
         path = list(getattr(error, "instance_path", []))
         kind = getattr(error, "kind", None)
-        if type(kind).__name__ == "Required":
-            missing = getattr(kind, "property", None)
-            if isinstance(missing, str):
-                path.append(missing)
+        path.extend(_named_property(kind))
         raise SchemaViolation(
             f"payload{'' if index is None else f' of events[{index}]'} is off the topic's "
             f"schema: {getattr(error, 'message', error)}",
-            field="/payload" + pointer(path),
+            field=prefix + "/payload" + pointer(path),
             rule=rule_name(kind),
             index=index,
         )

@@ -75,10 +75,7 @@ class TimerService:
 
     def add(self, timers: list[tuple[int, str]]) -> None:
         """Timers were committed by a publish: hold those inside the window."""
-        for due, event_id in timers:
-            if due < self._loading_until and event_id not in self._ids:
-                self._ids.add(event_id)
-                heapq.heappush(self._heap, (due, event_id))
+        self._hold([t for t in timers if t[0] < self._loading_until])
         if timers:
             self._wake.set()
 
@@ -114,13 +111,22 @@ class TimerService:
             self._retry_at = now + RETRY_DELAY
             return
         if len(rows) == REFILL_LIMIT:
-            # More are due inside the window than we hold: hold the earliest, and refill
-            # again as soon as they are fired.
+            # More are due inside the window than one refill holds: hold the earliest, and
+            # load again from the last due time once time reaches it. Every loaded row goes
+            # to the heap, including those at the last due time (many may share it).
             self._loading_until = rows[-1][0]
-            self._next_refill = 0
+            self._next_refill = rows[-1][0]
         else:
             self._next_refill = to_ms(now) + self._window_ms // 2
-        self.add(rows)
+        self._hold(rows)
+        if rows:
+            self._wake.set()
+
+    def _hold(self, timers: list[tuple[int, str]]) -> None:
+        for due, event_id in timers:
+            if event_id not in self._ids:
+                self._ids.add(event_id)
+                heapq.heappush(self._heap, (due, event_id))
 
     async def _fire_due(self) -> None:
         while self._heap and not self._stopping:
