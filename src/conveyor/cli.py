@@ -7,12 +7,14 @@ and exit with status 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import msgspec
 import typer
@@ -22,6 +24,9 @@ from rich.table import Table
 from conveyor.errors import ConveyorError, InvalidRequest
 from conveyor.model import RetryPolicy
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
+
+if TYPE_CHECKING:
+    from conveyor.client import Client
 
 app = typer.Typer(
     name="conveyor",
@@ -73,10 +78,16 @@ def _print_json(value: object) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
 
 
-def _client(server: str):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def _session(server: str) -> Iterator[Client]:
+    """A client of the node at ``server``; a ConveyorError inside prints and exits 1."""
     from conveyor.client import Client
 
-    return Client(server)
+    with Client(server) as client:
+        try:
+            yield client
+        except ConveyorError as e:
+            _fail(e)
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -141,17 +152,14 @@ def topic_create(
 ) -> None:
     """Create a topic (or check that an identical one exists)."""
     schema_doc = json.loads(schema.read_text()) if schema else None
-    with _client(server) as client:
-        try:
-            topic = client.create_topic(
-                name,
-                partitions=partitions,
-                schema=schema_doc,
-                max_payload_bytes=max_payload_bytes,
-                retention_seconds=int(parse_duration(retention)),
-            )
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        topic = client.create_topic(
+            name,
+            partitions=partitions,
+            schema=schema_doc,
+            max_payload_bytes=max_payload_bytes,
+            retention_seconds=int(parse_duration(retention)),
+        )
     if as_json:
         _print_json(topic)
     else:
@@ -161,11 +169,8 @@ def topic_create(
 @topic_app.command("list")
 def topic_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List topics."""
-    with _client(server) as client:
-        try:
-            topics = client.list_topics()
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        topics = client.list_topics()
     if as_json:
         _print_json(topics)
         return
@@ -184,11 +189,8 @@ def topic_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
 @topic_app.command("show")
 def topic_show(name: str, server: Server = DEFAULT_URL) -> None:
     """Show a topic as JSON."""
-    with _client(server) as client:
-        try:
-            _print_json(client.get_topic(name))
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        _print_json(client.get_topic(name))
 
 
 # -- subscriptions ----------------------------------------------------------------------------
@@ -212,29 +214,27 @@ def subscription_create(
     as_json: AsJson = False,
 ) -> None:
     """Create a subscription: the topic's events pushed to a lambda."""
-    with _client(server) as client:
-        try:
-            retry = RetryPolicy(
-                max_attempts=max_attempts,
-                min_backoff=parse_duration(min_backoff),
-                max_backoff=parse_duration(max_backoff),
-                multiplier=multiplier,
-            )
-            info = client.create_subscription(
-                name,
-                topic,
-                lambda_name,
-                ordered=ordered,
-                max_concurrency=max_concurrency,
-                max_batch=max_batch,
-                push_timeout=parse_duration(push_timeout),
-                retry=retry,
-                dead_letter_topic=dead_letter_topic,
-            )
-        except ConveyorError as e:
-            _fail(e)
-        except ValueError as e:
-            raise typer.BadParameter(str(e)) from e
+    try:
+        retry = RetryPolicy(
+            max_attempts=max_attempts,
+            min_backoff=parse_duration(min_backoff),
+            max_backoff=parse_duration(max_backoff),
+            multiplier=multiplier,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    with _session(server) as client:
+        info = client.create_subscription(
+            name,
+            topic,
+            lambda_name,
+            ordered=ordered,
+            max_concurrency=max_concurrency,
+            max_batch=max_batch,
+            push_timeout=parse_duration(push_timeout),
+            retry=retry,
+            dead_letter_topic=dead_letter_topic,
+        )
     if as_json:
         _print_json(info)
     else:
@@ -244,11 +244,8 @@ def subscription_create(
 @sub_app.command("list")
 def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subscriptions with backlog, in-flight, retrying and dead counts."""
-    with _client(server) as client:
-        try:
-            infos = client.list_subscriptions()
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        infos = client.list_subscriptions()
     if as_json:
         _print_json(infos)
         return
@@ -283,21 +280,15 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
 @sub_app.command("show")
 def subscription_show(name: str, server: Server = DEFAULT_URL) -> None:
     """Show a subscription and its live figures as JSON."""
-    with _client(server) as client:
-        try:
-            _print_json(client.get_subscription(name))
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        _print_json(client.get_subscription(name))
 
 
 @sub_app.command("delete")
 def subscription_delete(name: str, server: Server = DEFAULT_URL) -> None:
     """Delete a subscription and its progress."""
-    with _client(server) as client:
-        try:
-            client.delete_subscription(name)
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        client.delete_subscription(name)
     console.print(f"subscription [bold]{name}[/] deleted")
 
 
@@ -337,19 +328,16 @@ def publish(
         from datetime import UTC
 
         deliver_at = deliver_at.replace(tzinfo=UTC)
-    with _client(server) as client:
-        try:
-            result = client.publish(
-                topic,
-                value,
-                key=key,
-                attributes=_attributes(attr or []),
-                delay=parse_duration(delay) if delay else None,
-                deliver_at=deliver_at,
-                idempotency_key=idempotency_key,
-            )
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        result = client.publish(
+            topic,
+            value,
+            key=key,
+            attributes=_attributes(attr or []),
+            delay=parse_duration(delay) if delay else None,
+            deliver_at=deliver_at,
+            idempotency_key=idempotency_key,
+        )
     if as_json:
         _print_json(result)
     else:
@@ -365,11 +353,8 @@ def publish(
 @app.command()
 def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """Show an event and, per subscription, its state and attempt history."""
-    with _client(server) as client:
-        try:
-            view = client.get_event(event_id)
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        view = client.get_event(event_id)
     if as_json:
         _print_json(view)
         return
@@ -398,11 +383,8 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
 @app.command()
 def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List lambdas and their live endpoints."""
-    with _client(server) as client:
-        try:
-            infos = client.list_lambdas()
-        except ConveyorError as e:
-            _fail(e)
+    with _session(server) as client:
+        infos = client.list_lambdas()
     if as_json:
         _print_json(infos)
         return

@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from types import TracebackType
-from typing import Self
 
+from conveyor._resource import AsyncResource
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, SystemClock, to_ms
 from conveyor.delivery.endpoints import EndpointPool
@@ -45,7 +44,7 @@ def open_store(url: str) -> Store:
     return SqliteStore(url)
 
 
-class Node:
+class Node(AsyncResource):
     """Every layer of Conveyor over one store.
 
     Args:
@@ -102,17 +101,8 @@ class Node:
         self._stop = asyncio.Event()
         self._closed = False
 
-    async def __aenter__(self) -> Self:
+    async def _enter(self) -> None:
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         """Open the store, load the catalog and start every layer."""

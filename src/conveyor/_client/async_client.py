@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 
 import msgspec
 
 from conveyor._client.http import HttpSession
 from conveyor._client.publish import build_request, request_from_mapping
+from conveyor._resource import AsyncResource
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
@@ -51,7 +50,7 @@ _ENDPOINT = msgspec.json.Decoder(EndpointInfo)
 _LAMBDAS = msgspec.json.Decoder(list[LambdaInfo])
 
 
-class AsyncClient:
+class AsyncClient(AsyncResource):
     """A client of one Conveyor node, over one pooled keep-alive HTTP session.
 
     Use it as an async context manager, or call :meth:`aclose` when done. Every method may
@@ -77,17 +76,6 @@ class AsyncClient:
     def base_url(self) -> str:
         """The node's URL, as given."""
         return self._http.base_url
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP session; calling it again does nothing."""

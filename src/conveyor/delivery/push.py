@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 import msgspec
 
+from conveyor._resource import AsyncResource
 from conveyor.delivery.endpoints import EndpointState
 from conveyor.delivery.protocol import (
     SUBSCRIPTION_HEADER,
@@ -69,7 +68,7 @@ def _all(events: Sequence[Event], error: str) -> list[Result]:
     return [result] * len(events)
 
 
-class Pusher:
+class Pusher(AsyncResource):
     """Pushes batches; owns the pooled HTTP connections.
 
     Args:
@@ -79,17 +78,6 @@ class Pusher:
     def __init__(self, *, max_connections: int = 256) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -20,12 +20,12 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
+from conveyor._resource import AsyncResource
 from conveyor.api.schemas import EndpointRegistration, ErrorBody, ErrorResponse
 from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.protocol import PUSH_PATH, push_request_decoder
@@ -89,7 +89,7 @@ class _Gate:
         self._slots.release()
 
 
-class Worker:
+class Worker(AsyncResource):
     """Serves a :class:`Lambda` over HTTP and keeps it registered with the platform.
 
     Use it as an async context manager: entering starts the server and registers;
@@ -188,17 +188,8 @@ class Worker:
         """Handler calls finished since start."""
         return self._gate.handled
 
-    async def __aenter__(self) -> Self:
+    async def _enter(self) -> None:
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         """Start serving, then register the subscriptions and the endpoint.

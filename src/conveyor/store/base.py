@@ -26,11 +26,11 @@ import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
+from conveyor._resource import AsyncResource
 from conveyor.errors import StoreUnavailable
 from conveyor.model import Attempt, Event, Subscription, Topic
 
@@ -153,7 +153,7 @@ class Endpoint:
     concurrency: int
 
 
-class Store(abc.ABC):
+class Store(AsyncResource):
     """The durable store of one Conveyor deployment.
 
     Every method may raise :class:`~conveyor.errors.StoreUnavailable` when the store cannot
@@ -162,17 +162,8 @@ class Store(abc.ABC):
 
     name: str = "store"
 
-    async def __aenter__(self) -> Self:
+    async def _enter(self) -> None:
         await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @abc.abstractmethod
     async def open(self) -> None:
