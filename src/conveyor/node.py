@@ -34,13 +34,12 @@ ENDPOINT_FORGET_MS = 3_600_000  # expired endpoints are dropped from the store a
 
 
 def open_store(url: str) -> Store:
-    """The store named by a URL: ``sqlite:///path``, or a plain path to a SQLite file.
-
-    Raises:
-        ValueError: the URL names a store this build does not have.
-    """
+    """The store named by a URL: ``postgresql://…``, ``sqlite:///path``, or a plain path to a
+    SQLite file."""
     if url.startswith(("postgres://", "postgresql://")):
-        raise ValueError("the PostgreSQL store is not part of this build yet; use SQLite")
+        from conveyor.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     return SqliteStore(url)
 
 

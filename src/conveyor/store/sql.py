@@ -1,0 +1,746 @@
+"""The Store over a SQL database: the logic both adapters share (SQLite, PostgreSQL).
+
+Threads: one writer thread owns the writing connection and runs every transaction (group
+commit: many operations, one transaction, one fsync); one reader thread owns a second
+connection for queries. The event loop never touches the database directly.
+
+Offsets: the writer assigns them from ``_next``, its cache of each partition's head, and
+writes the new heads at the end of the transaction with a compare-and-set on the old value.
+A second writer of the same partition (another process on the same database) therefore makes
+the transaction fail instead of reusing offsets, and the cache is reloaded: offsets stay
+gap-free and unique whoever writes.
+
+Dialects differ in connecting, migrations, placeholders and bulk inserts only; every
+statement here is written with ``?`` placeholders and ``ON CONFLICT`` upserts, which both
+databases accept.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from conveyor.errors import Conflict, NotFound, StoreUnavailable
+from conveyor.model import Attempt, Event, Subscription, Topic
+from conveyor.store.base import (
+    CursorState,
+    DeliveryRow,
+    Endpoint,
+    GroupCommit,
+    NewEvent,
+    Progress,
+    PublishBatchResult,
+    Ranges,
+    Store,
+    Stored,
+)
+
+T = TypeVar("T")
+
+_topic_codec = msgspec.json.Decoder(Topic)
+_sub_codec = msgspec.json.Decoder(Subscription)
+_attrs_decoder = msgspec.json.Decoder(dict[str, str])
+_history_decoder = msgspec.msgpack.Decoder(list[Attempt])
+_ranges_decoder = msgspec.msgpack.Decoder(list[tuple[int, int]])
+_json = msgspec.json.encode
+_msgpack = msgspec.msgpack.encode
+
+_LOG_COLUMNS = "part, off, id, key, attrs, payload, publish_ms, deliver_at_ms"
+_ROW_UPSERT = (
+    "INSERT INTO deliveries (sub, part, off, key, state, attempts, next_ms, last_error, history, "
+    "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sub, part, off) DO UPDATE SET "
+    "key = excluded.key, state = excluded.state, attempts = excluded.attempts, "
+    "next_ms = excluded.next_ms, last_error = excluded.last_error, history = excluded.history, "
+    "updated_ms = excluded.updated_ms"
+)
+_ROW_COLUMNS = "part, off, key, state, attempts, next_ms, last_error, history, updated_ms"
+
+
+def _attrs(blob: bytes | None) -> dict[str, str] | None:
+    return None if blob is None else _attrs_decoder.decode(blob)
+
+
+def _row(r: tuple[object, ...]) -> DeliveryRow:
+    part, off, key, state, attempts, next_ms, last_error, history, updated_ms = r
+    return DeliveryRow(
+        partition=int(part),  # type: ignore[call-overload]
+        offset=int(off),  # type: ignore[call-overload]
+        key=key,  # type: ignore[arg-type]
+        state=str(state),
+        attempts=int(attempts),  # type: ignore[call-overload]
+        next_ms=next_ms,  # type: ignore[arg-type]
+        last_error=last_error,  # type: ignore[arg-type]
+        history=_history_decoder.decode(history) if history else [],  # type: ignore[arg-type]
+        updated_ms=int(updated_ms),  # type: ignore[call-overload]
+    )
+
+
+class Cursor(Protocol):
+    """What the store reads from a DB-API cursor."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by the statement."""
+
+    def fetchone(self) -> tuple[object, ...] | None:
+        """The next row."""
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        """Every remaining row."""
+
+
+class Connection(Protocol):
+    """What the store needs of a DB-API connection (sqlite3 and psycopg both fit)."""
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        """Run one statement."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class SqlStore(Store):
+    """The Store on a SQL database; adapters supply the dialect.
+
+    Args:
+        max_batch: operations at most in one group-committed transaction.
+    """
+
+    begin_sql = "BEGIN"
+
+    def __init__(self, *, max_batch: int = 512) -> None:
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"conveyor-{self.name}-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"conveyor-{self.name}-reader")
+        self._w: Connection | None = None
+        self._r: Connection | None = None
+        self._commit = GroupCommit(self._execute_batch, max_batch=max_batch)
+        # Writer-thread state. Invariant: _next holds, for every partition touched, the next
+        # offset to assign; it runs ahead of the committed `partitions` table only inside an
+        # open transaction, and is restored from the journal when that transaction fails.
+        self._next: dict[tuple[int, int], int] = {}
+        self._journal: dict[tuple[int, int], int] = {}
+        self._topic_ids: dict[str, int] = {}
+        self._topic_names: dict[int, str] = {}
+        self._closed = False
+
+    # -- the dialect ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _connect(self, *, writer: bool) -> Connection:
+        """Open a connection in autocommit mode (transactions are begun explicitly)."""
+
+    @abc.abstractmethod
+    def _migrations(self) -> list[str]:
+        """The schema, as numbered migrations (statements separated by ``;``)."""
+
+    def _sql(self, sql: str) -> str:
+        """The statement in the dialect's placeholder style (``?`` as written)."""
+        return sql
+
+    def _x(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        return self._wc.execute(self._sql(sql), params)
+
+    @abc.abstractmethod
+    def _xmany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Run one statement for many rows on the writing connection."""
+
+    def _insert_log(self, rows: list[tuple[object, ...]]) -> None:
+        if rows:
+            self._xmany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return self._rc.execute(self._sql(sql), params).fetchall()
+
+    def _read_one(self, sql: str, params: Sequence[object] = ()) -> tuple[object, ...] | None:
+        return self._rc.execute(self._sql(sql), params).fetchone()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def open(self) -> None:
+        await self._in_writer(self._open_writer)
+        await self._in_reader(lambda: setattr(self, "_r", self._connect(writer=False)))
+        self._commit.start()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._commit.aclose()
+        loop = asyncio.get_running_loop()
+        if self._w is not None:
+            await loop.run_in_executor(self._writer, self._w.close)
+        if self._r is not None:
+            await loop.run_in_executor(self._reader, self._r.close)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    def _open_writer(self) -> None:
+        self._w = self._connect(writer=True)
+        self._x("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        row = self._x("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+        version = int(str(row[0])) if row else 0
+        migrations = self._migrations()
+        for number, sql in enumerate(migrations[version:], start=version + 1):
+            self._x(self.begin_sql)
+            try:
+                for statement in filter(str.strip, sql.split(";")):
+                    self._x(statement)
+                self._x(
+                    "INSERT INTO meta (k, v) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                    (str(number),),
+                )
+                self._x("COMMIT")
+            except BaseException:
+                self._x("ROLLBACK")
+                raise
+        self._reload_topic_ids()
+
+    @property
+    def schema_version(self) -> int:
+        """The number of migrations this build knows."""
+        return len(self._migrations())
+
+    async def _in_writer(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+
+    async def _in_reader(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotFound):
+            raise
+        except Exception as e:
+            raise StoreUnavailable(f"read failed: {e}") from e
+
+    @property
+    def _wc(self) -> Connection:
+        if self._w is None:
+            raise StoreUnavailable("the store is not open")
+        return self._w
+
+    @property
+    def _rc(self) -> Connection:
+        if self._r is None:
+            raise StoreUnavailable("the store is not open")
+        return self._r
+
+    # -- group commit (writer thread) -------------------------------------------------------
+    async def _execute_batch(self, ops: list[Callable[[], object]]) -> list[object]:
+        return await self._in_writer(lambda: self._run_batch(ops))
+
+    def _run_batch(self, ops: list[Callable[[], object]]) -> list[object]:
+        touched: dict[tuple[int, int], int] = {}  # partition -> head before this transaction
+        results: list[object] = []
+        self._x(self.begin_sql)
+        try:
+            for op in ops:
+                self._journal = {}
+                self._x("SAVEPOINT op")
+                try:
+                    results.append(op())
+                except Exception as e:  # noqa: BLE001 - the op's error goes to its caller
+                    self._x("ROLLBACK TO SAVEPOINT op")
+                    self._next.update(self._journal)
+                    results.append(e)
+                else:
+                    for k, v in self._journal.items():
+                        touched.setdefault(k, v)
+                self._x("RELEASE SAVEPOINT op")
+            self._flush_heads(touched)
+            self._x("COMMIT")
+        except BaseException:
+            self._rollback_quietly()
+            # The database is the truth again: heads and topic ids are reloaded on demand.
+            self._next.clear()
+            self._reload_topic_ids()
+            raise
+        return results
+
+    def _rollback_quietly(self) -> None:
+        # No transaction may be open any more, or the link may be gone: nothing to undo then.
+        with contextlib.suppress(Exception):
+            self._x("ROLLBACK")
+
+    def _reload_topic_ids(self) -> None:
+        self._topic_ids.clear()
+        self._topic_names.clear()
+        for tid, name in self._x("SELECT id, name FROM topics").fetchall():
+            self._topic_ids[str(name)] = int(tid)  # type: ignore[call-overload]
+            self._topic_names[int(tid)] = str(name)  # type: ignore[call-overload]
+
+    def _head(self, tid: int, part: int) -> int:
+        key = (tid, part)
+        head = self._next.get(key)
+        if head is None:
+            row = self._x(
+                "SELECT next_off FROM partitions WHERE topic_id = ? AND part = ?", key
+            ).fetchone()
+            head = int(row[0]) if row else 0  # type: ignore[call-overload]
+            self._next[key] = head
+        return head
+
+    def _alloc(self, tid: int, part: int) -> int:
+        off = self._head(tid, part)
+        self._journal.setdefault((tid, part), off)
+        self._next[(tid, part)] = off + 1
+        return off
+
+    def _flush_heads(self, touched: dict[tuple[int, int], int]) -> None:
+        # Compare-and-set: the head moves from the value this writer read, or the whole
+        # transaction fails (another writer appended to the partition meanwhile).
+        for (tid, part), old in touched.items():
+            moved = self._x(
+                "UPDATE partitions SET next_off = ? WHERE topic_id = ? AND part = ? "
+                "AND next_off = ?",
+                (self._next[(tid, part)], tid, part, old),
+            ).rowcount
+            if moved != 1:
+                raise StoreUnavailable(
+                    f"partition {part} of topic #{tid} was appended to by another writer; "
+                    "nothing was stored, retry"
+                )
+
+    def _tid(self, topic: str) -> int:
+        tid = self._topic_ids.get(topic)
+        if tid is None:
+            raise NotFound("topic", topic)
+        return tid
+
+    # -- catalog ----------------------------------------------------------------------------
+    async def put_topic(self, topic: Topic) -> bool:
+        return await self._commit.submit(lambda: self._put_topic(topic))
+
+    def _put_topic(self, topic: Topic) -> bool:
+        row = self._x("SELECT id, spec FROM topics WHERE name = ?", (topic.name,)).fetchone()
+        if row is not None:
+            old = _topic_codec.decode(row[1])  # type: ignore[arg-type]
+            if old.partitions != topic.partitions:
+                raise Conflict(
+                    f"topic {topic.name!r} has {old.partitions} partitions; the number of "
+                    "partitions cannot change (it would move keys between partitions)"
+                )
+            self._x("UPDATE topics SET spec = ? WHERE id = ?", (_json(topic), row[0]))
+            return False
+        created = self._x(
+            "INSERT INTO topics (name, spec) VALUES (?, ?) RETURNING id", (topic.name, _json(topic))
+        ).fetchone()
+        assert created is not None
+        tid = int(created[0])  # type: ignore[call-overload]
+        self._xmany(
+            "INSERT INTO partitions (topic_id, part, next_off) VALUES (?, ?, 0)",
+            [(tid, p) for p in range(topic.partitions)],
+        )
+        self._topic_ids[topic.name] = tid
+        self._topic_names[tid] = topic.name
+        return True
+
+    async def list_topics(self) -> list[Topic]:
+        rows = await self._in_reader(lambda: self._read("SELECT spec FROM topics ORDER BY name"))
+        return [_topic_codec.decode(r[0]) for r in rows]  # type: ignore[arg-type]
+
+    async def put_subscription(self, sub: Subscription) -> bool:
+        return await self._commit.submit(lambda: self._put_subscription(sub))
+
+    def _put_subscription(self, sub: Subscription) -> bool:
+        tid = self._tid(sub.topic)
+        row = self._x("SELECT topic FROM subscriptions WHERE name = ?", (sub.name,)).fetchone()
+        if row is not None and row[0] != sub.topic:
+            raise Conflict(
+                f"subscription {sub.name!r} reads topic {row[0]!r}; it cannot move to "
+                f"{sub.topic!r} (delete it first)"
+            )
+        self._x(
+            "INSERT INTO subscriptions (name, topic, spec) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET topic = excluded.topic, spec = excluded.spec",
+            (sub.name, sub.topic, _json(sub)),
+        )
+        if row is not None:
+            return False
+        counted = self._x("SELECT count(*) FROM partitions WHERE topic_id = ?", (tid,)).fetchone()
+        partitions = int(counted[0]) if counted else 0  # type: ignore[call-overload]
+        self._xmany(
+            "INSERT INTO cursors (sub, part, cursor, acked, start) VALUES (?, ?, ?, NULL, ?) "
+            "ON CONFLICT (sub, part) DO UPDATE SET cursor = excluded.cursor, acked = NULL, "
+            "start = excluded.start",
+            [(sub.name, p, self._head(tid, p), self._head(tid, p)) for p in range(partitions)],
+        )
+        return True
+
+    async def delete_subscription(self, name: str) -> bool:
+        def run() -> bool:
+            existed = self._x("DELETE FROM subscriptions WHERE name = ?", (name,)).rowcount
+            self._x("DELETE FROM cursors WHERE sub = ?", (name,))
+            self._x("DELETE FROM deliveries WHERE sub = ?", (name,))
+            return existed > 0
+
+        return await self._commit.submit(run)
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        rows = await self._in_reader(
+            lambda: self._read("SELECT spec FROM subscriptions ORDER BY name")
+        )
+        return [_sub_codec.decode(r[0]) for r in rows]  # type: ignore[arg-type]
+
+    async def put_endpoint(self, endpoint: Endpoint) -> None:
+        def run() -> None:
+            self._x(
+                "INSERT INTO endpoints (lambda, id, url, expires_ms, concurrency) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (lambda, id) DO UPDATE SET "
+                "url = excluded.url, expires_ms = excluded.expires_ms, "
+                "concurrency = excluded.concurrency",
+                (
+                    endpoint.lambda_name,
+                    endpoint.id,
+                    endpoint.url,
+                    endpoint.expires_ms,
+                    endpoint.concurrency,
+                ),
+            )
+
+        await self._commit.submit(run)
+
+    async def delete_endpoint(self, lambda_name: str, endpoint_id: str) -> bool:
+        def run() -> bool:
+            deleted = self._x(
+                "DELETE FROM endpoints WHERE lambda = ? AND id = ?", (lambda_name, endpoint_id)
+            ).rowcount
+            return deleted > 0
+
+        return await self._commit.submit(run)
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        rows = await self._in_reader(
+            lambda: self._read("SELECT lambda, id, url, expires_ms, concurrency FROM endpoints")
+        )
+        return [Endpoint(*r) for r in rows]  # type: ignore[arg-type]
+
+    # -- log --------------------------------------------------------------------------------
+    async def publish(
+        self, topic: Topic, events: Sequence[NewEvent], now_ms: int, dedup_ms: int
+    ) -> PublishBatchResult:
+        return await self._commit.submit(lambda: self._publish(topic, events, now_ms, dedup_ms))
+
+    def _publish(
+        self, topic: Topic, events: Sequence[NewEvent], now_ms: int, dedup_ms: int
+    ) -> PublishBatchResult:
+        tid = self._tid(topic.name)
+        result = PublishBatchResult([], [], [])
+        log_rows: list[tuple[object, ...]] = []
+        timer_rows: list[tuple[object, ...]] = []
+        idem_rows: list[tuple[object, ...]] = []
+        seen: dict[str, tuple[Stored, bytes | None]] = {}
+        for index, ev in enumerate(events):
+            if ev.idempotency_key is not None:
+                prior = seen.get(ev.idempotency_key) or self._idempotent(
+                    tid, ev.idempotency_key, now_ms - dedup_ms
+                )
+                if prior is not None:
+                    first, digest = prior
+                    if digest != ev.digest:
+                        raise Conflict(
+                            f"events[{index}]: idempotency key {ev.idempotency_key!r} was "
+                            "used before with a different event"
+                        )
+                    result.stored.append(
+                        Stored(first.id, first.partition, first.offset, first.deliver_at_ms, True)
+                    )
+                    continue
+            attrs = None if ev.attributes is None else _json(ev.attributes)
+            if ev.delayed:
+                due = ev.deliver_at_ms or now_ms
+                timer_rows.append(
+                    (ev.id, tid, ev.partition, due, ev.key, attrs, ev.payload, ev.publish_ms)
+                )
+                result.timers.append((due, ev.id))
+                stored = Stored(ev.id, None, None, due)
+            else:
+                off = self._alloc(tid, ev.partition)
+                log_rows.append(
+                    (tid, ev.partition, off, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
+                     ev.deliver_at_ms)
+                )  # fmt: skip
+                result.appended.append(
+                    Event(ev.id, topic.name, ev.partition, off, ev.key, ev.attributes,
+                          ev.payload, ev.publish_ms, ev.deliver_at_ms)
+                )  # fmt: skip
+                stored = Stored(ev.id, ev.partition, off, ev.deliver_at_ms)
+            if ev.idempotency_key is not None:
+                seen[ev.idempotency_key] = (stored, ev.digest)
+                idem_rows.append(
+                    (tid, ev.idempotency_key, ev.id, stored.partition, stored.offset,
+                     stored.deliver_at_ms, ev.digest, now_ms)
+                )  # fmt: skip
+            result.stored.append(stored)
+        self._insert_log(log_rows)
+        if timer_rows:
+            self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
+        if idem_rows:
+            self._xmany(
+                "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (topic_id, key) DO UPDATE SET event_id = excluded.event_id, "
+                "part = excluded.part, off = excluded.off, "
+                "deliver_at_ms = excluded.deliver_at_ms, digest = excluded.digest, "
+                "created_ms = excluded.created_ms",
+                idem_rows,
+            )
+        return result
+
+    def _idempotent(self, tid: int, key: str, cutoff_ms: int) -> tuple[Stored, bytes | None] | None:
+        row = self._x(
+            "SELECT event_id, part, off, deliver_at_ms, digest, created_ms FROM idempotency "
+            "WHERE topic_id = ? AND key = ?",
+            (tid, key),
+        ).fetchone()
+        if row is None or int(row[5]) < cutoff_ms:  # type: ignore[call-overload]
+            return None
+        digest = None if row[4] is None else bytes(row[4])  # type: ignore[call-overload]
+        return Stored(row[0], row[1], row[2], row[3]), digest  # type: ignore[arg-type]
+
+    async def read_log(self, topic: Topic, partition: int, start: int, limit: int) -> list[Event]:
+        tid = self._tid(topic.name)
+        rows = await self._in_reader(
+            lambda: self._read(
+                f"SELECT {_LOG_COLUMNS} FROM log WHERE topic_id = ? AND part = ? AND off >= ? "
+                "ORDER BY off LIMIT ?",
+                (tid, partition, start, limit),
+            )
+        )
+        return [self._event(topic.name, r) for r in rows]
+
+    @staticmethod
+    def _event(topic: str, r: tuple[object, ...]) -> Event:
+        part, off, eid, key, attrs, payload, publish_ms, deliver_at_ms = r
+        return Event(
+            eid,  # type: ignore[arg-type]
+            topic,
+            part,  # type: ignore[arg-type]
+            off,  # type: ignore[arg-type]
+            key,  # type: ignore[arg-type]
+            _attrs(attrs),  # type: ignore[arg-type]
+            bytes(payload),  # type: ignore[call-overload]
+            publish_ms,  # type: ignore[arg-type]
+            deliver_at_ms,  # type: ignore[arg-type]
+        )
+
+    async def read_events(self, topic: Topic, refs: Sequence[tuple[int, int]]) -> list[Event]:
+        tid = self._tid(topic.name)
+        wanted = list(refs)
+
+        def run() -> list[tuple[object, ...]]:
+            out: list[tuple[object, ...]] = []
+            for part, off in wanted:
+                row = self._read_one(
+                    f"SELECT {_LOG_COLUMNS} FROM log WHERE topic_id = ? AND part = ? AND off = ?",
+                    (tid, part, off),
+                )
+                if row is not None:
+                    out.append(row)
+            return out
+
+        return [self._event(topic.name, r) for r in await self._in_reader(run)]
+
+    async def log_ends(self, topic: Topic) -> list[int]:
+        tid = self._tid(topic.name)
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT next_off FROM partitions WHERE topic_id = ? ORDER BY part", (tid,)
+            )
+        )
+        return [int(r[0]) for r in rows]  # type: ignore[call-overload]
+
+    async def find_event(self, event_id: str) -> tuple[Event, bool] | None:
+        def run() -> tuple[int, tuple[object, ...], bool] | None:
+            row = self._read_one(
+                f"SELECT topic_id, {_LOG_COLUMNS} FROM log WHERE id = ?", (event_id,)
+            )
+            if row is not None:
+                return int(row[0]), row[1:], False  # type: ignore[call-overload]
+            row = self._read_one(
+                "SELECT topic_id, part, -1, id, key, attrs, payload, publish_ms, due_ms "
+                "FROM timers WHERE id = ?",
+                (event_id,),
+            )
+            return None if row is None else (int(row[0]), row[1:], True)  # type: ignore[call-overload]
+
+        found = await self._in_reader(run)
+        if found is None:
+            return None
+        tid, row, scheduled = found
+        name = self._topic_names.get(tid)
+        if name is None:
+            return None
+        return self._event(name, row), scheduled
+
+    # -- timers -----------------------------------------------------------------------------
+    async def due_timers(self, until_ms: int, limit: int) -> list[tuple[int, str]]:
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT due_ms, id FROM timers WHERE due_ms < ? ORDER BY due_ms LIMIT ?",
+                (until_ms, limit),
+            )
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]  # type: ignore[call-overload]
+
+    async def fire_timers(self, ids: Sequence[str]) -> list[Event]:
+        wanted = list(ids)
+        return await self._commit.submit(lambda: self._fire_timers(wanted))
+
+    def _fire_timers(self, ids: list[str]) -> list[Event]:
+        appended: list[Event] = []
+        rows: list[tuple[object, ...]] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found = self._x(
+                "SELECT id, topic_id, part, due_ms, key, attrs, payload, publish_ms "
+                f"FROM timers WHERE id IN ({marks}) ORDER BY due_ms, id",
+                chunk,
+            ).fetchall()
+            for eid, tid, part, due, key, attrs, payload, publish_ms in found:
+                name = self._topic_names.get(tid)  # type: ignore[call-overload]
+                if name is None:
+                    continue
+                off = self._alloc(tid, part)  # type: ignore[arg-type]
+                rows.append((tid, part, off, eid, key, attrs, payload, publish_ms, due))
+                appended.append(
+                    Event(eid, name, part, off, key, _attrs(attrs), bytes(payload),  # type: ignore[arg-type, call-overload]
+                          publish_ms, due)  # type: ignore[arg-type]
+                )  # fmt: skip
+            self._x(f"DELETE FROM timers WHERE id IN ({marks})", chunk)
+        self._insert_log(rows)
+        return appended
+
+    # -- progress ---------------------------------------------------------------------------
+    async def load_progress(
+        self, sub: Subscription
+    ) -> tuple[dict[int, CursorState], list[DeliveryRow]]:
+        def run() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+            cursors = self._read(
+                "SELECT part, cursor, acked, start FROM cursors WHERE sub = ?", (sub.name,)
+            )
+            rows = self._read(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE sub = ? "
+                "AND state IN ('retrying', 'blocked') ORDER BY part, off",
+                (sub.name,),
+            )
+            return cursors, rows
+
+        cursors, rows = await self._in_reader(run)
+        states = {
+            int(part): _cursor(cur, acked, start)  # type: ignore[call-overload]
+            for part, cur, acked, start in cursors
+        }
+        return states, [_row(r) for r in rows]
+
+    async def commit_progress(self, progress: Sequence[Progress], now_ms: int) -> list[Event]:
+        batch = list(progress)
+        return await self._commit.submit(lambda: self._commit_progress(batch))
+
+    def _commit_progress(self, batch: list[Progress]) -> list[Event]:
+        appended: list[Event] = []
+        for p in batch:
+            if p.cursors:
+                self._xmany(
+                    "UPDATE cursors SET cursor = ?, acked = ? WHERE sub = ? AND part = ?",
+                    [
+                        (c.cursor, _msgpack(c.acked) if c.acked else None, p.subscription, part)
+                        for part, c in p.cursors.items()
+                    ],
+                )
+            if p.deleted:
+                self._xmany(
+                    "DELETE FROM deliveries WHERE sub = ? AND part = ? AND off = ?",
+                    [(p.subscription, part, off) for part, off in p.deleted],
+                )
+            if p.rows:
+                self._xmany(
+                    _ROW_UPSERT,
+                    [
+                        (p.subscription, r.partition, r.offset, r.key, r.state, r.attempts,
+                         r.next_ms, r.last_error, _msgpack(r.history), r.updated_ms)
+                        for r in p.rows
+                    ],
+                )  # fmt: skip
+            for topic, ev in p.dead_letters:
+                appended.extend(self._publish(topic, [ev], ev.publish_ms, 0).appended)
+        return appended
+
+    async def delivery_rows(
+        self, topic: Topic, partition: int, offset: int
+    ) -> dict[str, DeliveryRow]:
+        columns = ", ".join("d." + c.strip() for c in _ROW_COLUMNS.split(","))
+        rows = await self._in_reader(
+            lambda: self._read(
+                f"SELECT d.sub, {columns} FROM deliveries d JOIN subscriptions s "
+                "ON s.name = d.sub WHERE s.topic = ? AND d.part = ? AND d.off = ?",
+                (topic.name, partition, offset),
+            )
+        )
+        return {str(r[0]): _row(r[1:]) for r in rows}
+
+    async def cursors_of(self, topic: Topic, partition: int) -> dict[str, CursorState]:
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT c.sub, c.cursor, c.acked, c.start FROM cursors c "
+                "JOIN subscriptions s ON s.name = c.sub WHERE s.topic = ? AND c.part = ?",
+                (topic.name, partition),
+            )
+        )
+        return {str(sub): _cursor(cur, acked, start) for sub, cur, acked, start in rows}
+
+    async def count_rows(self, subscription: str) -> dict[str, int]:
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT state, count(*) FROM deliveries WHERE sub = ? GROUP BY state",
+                (subscription,),
+            )
+        )
+        return {str(state): int(n) for state, n in rows}  # type: ignore[call-overload]
+
+    # -- housekeeping -----------------------------------------------------------------------
+    async def sweep(self, now_ms: int, dedup_ms: int) -> int:
+        return await self._commit.submit(lambda: self._sweep(now_ms, dedup_ms))
+
+    def _sweep(self, now_ms: int, dedup_ms: int) -> int:
+        removed = self._x(
+            "DELETE FROM idempotency WHERE created_ms < ?", (now_ms - dedup_ms,)
+        ).rowcount
+        for tid, spec in self._x("SELECT id, spec FROM topics").fetchall():
+            topic = _topic_codec.decode(spec)  # type: ignore[arg-type]
+            horizon = now_ms - topic.retention_seconds * 1000
+            for part in range(topic.partitions):
+                # Invariant kept: an event is removed only when every subscription has
+                # finished it and no live delivery row still needs it.
+                found = self._x(
+                    "SELECT min(b) FROM ("
+                    " SELECT c.cursor AS b FROM cursors c JOIN subscriptions s ON s.name = c.sub"
+                    "  WHERE s.topic = ? AND c.part = ?"
+                    " UNION ALL SELECT d.off AS b FROM deliveries d JOIN subscriptions s"
+                    "  ON s.name = d.sub WHERE s.topic = ? AND d.part = ?"
+                    "  AND d.state IN ('retrying', 'blocked')) AS bounds",
+                    (topic.name, part, topic.name, part),
+                ).fetchone()
+                bound = None if found is None else found[0]
+                limit = self._head(tid, part) if bound is None else int(bound)  # type: ignore[arg-type, call-overload]
+                removed += self._x(
+                    "DELETE FROM log WHERE topic_id = ? AND part = ? AND off < ? "
+                    "AND publish_ms < ?",
+                    (tid, part, limit, horizon),
+                ).rowcount
+            removed += self._x(
+                "DELETE FROM deliveries WHERE state IN ('succeeded', 'dead') AND updated_ms < ? "
+                "AND sub IN (SELECT name FROM subscriptions WHERE topic = ?)",
+                (horizon, topic.name),
+            ).rowcount
+        return int(removed)
+
+
+def _cursor(cur: object, acked: object, start: object) -> CursorState:
+    ranges: Ranges = list(_ranges_decoder.decode(bytes(acked))) if acked else []  # type: ignore[call-overload]
+    return CursorState(int(cur), ranges, int(start))  # type: ignore[call-overload]
