@@ -133,17 +133,40 @@ async def steady(session: aiohttp.ClientSession, url: str, rate: int, seconds: f
     await asyncio.gather(*tasks)
 
 
-async def run(events: int, batch: int, rate: int, seconds: float) -> Figures:
+def fresh_store(url: str | None, d: Path) -> str:
+    """The store URL for one run: a new SQLite file, or a new schema on the PostgreSQL."""
+    if not url:
+        return str(d / "bench.db")
+    import psycopg
+
+    schema = f"bench_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+def drop_store(url: str | None, store: str) -> None:
+    if url:
+        import psycopg
+
+        schema = store.rsplit("%3D", 1)[1]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def run(events: int, batch: int, rate: int, seconds: float, store_url: str | None) -> Figures:
     figures = Figures(events=events, batch=batch, latency_rate=rate)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         d = Path(tmp)
         env = {**os.environ, "BENCH_STATS": str(d / "stats.json"), "PYTHONPATH": str(ROOT)}
+        store = fresh_store(store_url, d)
         serve = subprocess.Popen(
             [
                 str(BIN / "conveyor"),
                 "serve",
                 "--store",
-                str(d / "bench.db"),
+                store,
                 "--port",
                 "0",
                 "--ready-file",
@@ -215,6 +238,7 @@ async def run(events: int, batch: int, rate: int, seconds: float) -> Figures:
                         proc.wait(10)
                     except subprocess.TimeoutExpired:
                         proc.kill()
+            drop_store(store_url, store)
     return figures
 
 
@@ -258,8 +282,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--write-doc", type=Path)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run on this PostgreSQL (a fresh schema) instead of SQLite",
+    )
     args = parser.parse_args()
-    figures = asyncio.run(run(args.events, args.batch, args.rate, args.seconds))
+    figures = asyncio.run(run(args.events, args.batch, args.rate, args.seconds, args.postgres))
     text = table(figures, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     print(text)
     if args.write_doc:

@@ -61,7 +61,7 @@ class PostgresStore(SqlStore):
         with self._pg.cursor() as cur:
             cur.executemany(_to_pyformat(sql), rows)
 
-    def _insert_log(self, rows: list[tuple[object, ...]]) -> None:
+    def _write_log(self, rows: list[tuple[object, ...]]) -> None:
         if not rows:
             return
         with self._pg.cursor() as cur, cur.copy(_LOG_COPY) as copy:

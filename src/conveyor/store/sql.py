@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
-from conveyor.errors import Conflict, NotFound, StoreUnavailable
+from conveyor.errors import Conflict, ConveyorError, NotFound, StoreUnavailable
 from conveyor.model import Attempt, Event, Subscription, Topic
 from conveyor.store.base import (
     CursorState,
@@ -125,6 +125,7 @@ class SqlStore(Store):
         # open transaction, and is restored from the journal when that transaction fails.
         self._next: dict[tuple[int, int], int] = {}
         self._journal: dict[tuple[int, int], int] = {}
+        self._log_rows: list[tuple[object, ...]] = []
         self._topic_ids: dict[str, int] = {}
         self._topic_names: dict[int, str] = {}
         self._closed = False
@@ -150,6 +151,10 @@ class SqlStore(Store):
         """Run one statement for many rows on the writing connection."""
 
     def _insert_log(self, rows: list[tuple[object, ...]]) -> None:
+        # Appends are written once per transaction, in one bulk statement, before COMMIT.
+        self._log_rows.extend(rows)
+
+    def _write_log(self, rows: list[tuple[object, ...]]) -> None:
         if rows:
             self._xmany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -235,23 +240,26 @@ class SqlStore(Store):
         return await self._in_writer(lambda: self._run_batch(ops))
 
     def _run_batch(self, ops: list[Callable[[], object]]) -> list[object]:
+        # Invariant: an operation raises a ConveyorError (bad request, conflict) only before it
+        # writes anything, so such an error fails that operation alone with no savepoint. Any
+        # other error (from the database) fails the whole transaction.
         touched: dict[tuple[int, int], int] = {}  # partition -> head before this transaction
         results: list[object] = []
+        self._log_rows = []
         self._x(self.begin_sql)
         try:
             for op in ops:
                 self._journal = {}
-                self._x("SAVEPOINT op")
                 try:
                     results.append(op())
-                except Exception as e:  # noqa: BLE001 - the op's error goes to its caller
-                    self._x("ROLLBACK TO SAVEPOINT op")
+                except ConveyorError as e:
                     self._next.update(self._journal)
                     results.append(e)
                 else:
                     for k, v in self._journal.items():
                         touched.setdefault(k, v)
-                self._x("RELEASE SAVEPOINT op")
+            self._write_log(self._log_rows)
+            self._log_rows = []
             self._flush_heads(touched)
             self._x("COMMIT")
         except BaseException:
@@ -292,19 +300,24 @@ class SqlStore(Store):
         return off
 
     def _flush_heads(self, touched: dict[tuple[int, int], int]) -> None:
-        # Compare-and-set: the head moves from the value this writer read, or the whole
-        # transaction fails (another writer appended to the partition meanwhile).
+        # Compare-and-set, in one statement: every head moves from the value this writer
+        # read, or the whole transaction fails (another writer appended meanwhile).
+        if not touched:
+            return
+        values = ", ".join(["(?, ?, ?, ?)"] * len(touched))
+        params: list[object] = []
         for (tid, part), old in touched.items():
-            moved = self._x(
-                "UPDATE partitions SET next_off = ? WHERE topic_id = ? AND part = ? "
-                "AND next_off = ?",
-                (self._next[(tid, part)], tid, part, old),
-            ).rowcount
-            if moved != 1:
-                raise StoreUnavailable(
-                    f"partition {part} of topic #{tid} was appended to by another writer; "
-                    "nothing was stored, retry"
-                )
+            params += [tid, part, self._next[(tid, part)], old]
+        moved = self._x(
+            "WITH v (t, p, new, old) AS (VALUES " + values + ") "
+            "UPDATE partitions SET next_off = v.new FROM v WHERE partitions.topic_id = v.t "
+            "AND partitions.part = v.p AND partitions.next_off = v.old RETURNING partitions.part",
+            params,
+        ).fetchall()
+        if len(moved) != len(touched):
+            raise StoreUnavailable(
+                "a partition was appended to by another writer; nothing was stored, retry"
+            )
 
     def _tid(self, topic: str) -> int:
         tid = self._topic_ids.get(topic)
