@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -42,3 +45,25 @@ def test_a_command_against_an_unreachable_server_says_so_and_exits_1() -> None:
     result = CliRunner().invoke(app, ["topic", "list", "--server", "http://127.0.0.1:9"])
     assert result.exit_code == 1
     assert "cannot reach Conveyor at http://127.0.0.1:9" in result.output
+
+
+def test_migrate_creates_the_schema_and_reports_its_version(tmp_path: Path) -> None:
+    # Given no database yet
+    db = tmp_path / "fresh.db"
+    # When migrate runs twice
+    first = CliRunner().invoke(app, ["migrate", "--store", str(db)])
+    second = CliRunner().invoke(app, ["migrate", "--store", str(db)])
+    # Then the schema exists, and the second run is a no-op at the same version
+    assert first.exit_code == second.exit_code == 0
+    assert "schema version 1" in first.output
+    assert "schema version 1" in second.output
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone() == ("1",)
+
+
+def test_migrate_against_an_unreachable_database_says_so_and_exits_1() -> None:
+    result = CliRunner().invoke(
+        app, ["migrate", "--store", "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2"]
+    )
+    assert result.exit_code == 1
+    assert "cannot open the postgresql store" in result.output

@@ -114,6 +114,30 @@ def serve(
 
 
 @app.command()
+def migrate(
+    store: Annotated[
+        str, typer.Option(help="SQLite file (or sqlite:///path) or postgresql:// URL.")
+    ] = "conveyor.db",
+) -> None:
+    """Create or upgrade the store's schema (serve also does this on start)."""
+    import asyncio
+
+    from conveyor.node import open_store
+    from conveyor.store.sql import SqlStore
+
+    async def run() -> int:
+        async with open_store(store) as opened:
+            return opened.schema_version if isinstance(opened, SqlStore) else 0
+
+    try:
+        version = asyncio.run(run())
+    except (ConveyorError, OSError) as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1) from e
+    console.print(f"store {store}: schema version {version}")
+
+
+@app.command()
 def worker(
     ref: Annotated[str, typer.Argument(help="The lambda to serve, as module:attribute.")],
     server: Server = DEFAULT_URL,

@@ -166,8 +166,13 @@ class SqlStore(Store):
 
     # -- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
-        await self._in_writer(self._open_writer)
-        await self._in_reader(lambda: setattr(self, "_r", self._connect(writer=False)))
+        try:
+            await self._in_writer(self._open_writer)
+            await self._in_reader(lambda: setattr(self, "_r", self._connect(writer=False)))
+        except StoreUnavailable:
+            raise
+        except Exception as e:
+            raise StoreUnavailable(f"cannot open the {self.name} store: {e}") from e
         self._commit.start()
 
     async def aclose(self) -> None:
