@@ -55,10 +55,10 @@ def test_migrate_creates_the_schema_and_reports_its_version(tmp_path: Path) -> N
     second = CliRunner().invoke(app, ["migrate", "--store", str(db)])
     # Then the schema exists, and the second run is a no-op at the same version
     assert first.exit_code == second.exit_code == 0
-    assert "schema version 1" in first.output
-    assert "schema version 1" in second.output
+    assert "schema version 2" in first.output
+    assert "schema version 2" in second.output
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone() == ("1",)
+        assert conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone() == ("2",)
 
 
 def test_migrate_against_an_unreachable_database_says_so_and_exits_1() -> None:

@@ -39,6 +39,37 @@ class Catalog:
         for sub in await self._store.list_subscriptions():
             self._subs[sub.name] = sub
 
+    async def refresh(self) -> None:
+        """Catch up with changes made through other nodes, and tell the listeners."""
+        for topic in await self._store.list_topics():
+            if self._topics.get(topic.name) != topic:
+                self._cache_topic(topic)
+        current = {s.name: s for s in await self._store.list_subscriptions()}
+        for name, sub in current.items():
+            if self._subs.get(name) != sub:
+                self._subs[name] = sub
+                for listener in self._on_put:
+                    listener(sub)
+        for name in [n for n in self._subs if n not in current]:
+            del self._subs[name]
+            for remove in self._on_remove:
+                await remove(name)
+
+    async def find_topic_fresh(self, name: str) -> Topic:
+        """A topic by name, reading the store when this node has not seen it yet.
+
+        Raises:
+            NotFound: no such topic.
+        """
+        topic = self._topics.get(name)
+        if topic is None:
+            for stored in await self._store.list_topics():
+                if stored.name == name:
+                    self._cache_topic(stored)
+                    return stored
+            raise NotFound("topic", name)
+        return topic
+
     def listen(self, on_put: SubscriptionListener, on_remove: RemovalListener) -> None:
         """Be told when a subscription is created, changed or removed."""
         self._on_put.append(on_put)

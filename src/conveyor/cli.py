@@ -93,18 +93,43 @@ def _session(server: str) -> Iterator[Client]:
 # -- processes --------------------------------------------------------------------------------
 @app.command()
 def serve(
-    store: Annotated[str, typer.Option(help="SQLite file (or sqlite:///path).")] = "conveyor.db",
+    store: Annotated[
+        str, typer.Option(help="SQLite file (or sqlite:///path) or postgresql:// URL.")
+    ] = "conveyor.db",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks one).")] = DEFAULT_PORT,
+    roles: Annotated[
+        str, typer.Option(help="frontend (API, publishes), dispatch (timers, delivery), or both.")
+    ] = "frontend,dispatch",
+    node_id: Annotated[
+        str | None, typer.Option(help="This node's id in a cluster (default hostname:port).")
+    ] = None,
+    lease_ttl: Annotated[
+        float, typer.Option(help="Seconds before a silent node's partitions move.")
+    ] = 10.0,
     ready_file: Annotated[
         Path | None, typer.Option(help="Write host:port here once serving.")
     ] = None,
 ) -> None:
-    """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery."""
-    from conveyor.api.app import serve_forever
+    """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
+    On PostgreSQL, run it on several hosts: nodes share the partitions by lease.
+    """
+    from conveyor.api.app import serve_forever
+    from conveyor.cluster import parse_roles
+
+    try:
+        parse_roles(roles)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     settings = NodeSettings(
-        store=store, host=host, port=port, ready_file=str(ready_file) if ready_file else None
+        store=store,
+        host=host,
+        port=port,
+        roles=roles,
+        node_id=node_id,
+        lease_ttl=lease_ttl,
+        ready_file=str(ready_file) if ready_file else None,
     )
     try:
         serve_forever(settings)

@@ -9,6 +9,7 @@ Branches are chosen by how the caller should react::
     ├── Conflict                 exists with another definition / idempotency key reused (409)
     ├── RateLimited              the platform asks the caller to slow down (429)
     ├── StoreUnavailable         the durable store could not commit; nothing was acknowledged (503)
+    ├── LeaseLost                this node no longer holds a partition: its write was refused
     └── DeliveryError            a push to a lambda did not produce per-event results
         ├── SubscriberTimeout    no answer within the subscription's push timeout
         └── SubscriberRejected   the lambda answered with a non-success HTTP status
@@ -123,6 +124,21 @@ class StoreUnavailable(ConveyorError):
 
     code = "store_unavailable"
     status = 503
+
+
+class LeaseLost(ConveyorError):
+    """Another node took over a partition; this node's write for it was refused (fencing).
+
+    Attributes:
+        subscription: the subscription whose progress was refused, when one was.
+    """
+
+    code = "lease_lost"
+    status = 409
+
+    def __init__(self, message: str, *, subscription: str | None = None) -> None:
+        super().__init__(message)
+        self.subscription = subscription
 
 
 class DeliveryError(ConveyorError):

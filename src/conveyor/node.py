@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
+import socket
 
 from conveyor._resource import AsyncResource
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, SystemClock, to_ms
+from conveyor.cluster import DISPATCH, LeaseManager, parse_roles
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
 from conveyor.errors import ConveyorError
@@ -31,6 +34,17 @@ log = logging.getLogger("conveyor.node")
 
 SWEEP_INTERVAL = 60.0  # seconds between housekeeping passes
 ENDPOINT_FORGET_MS = 3_600_000  # expired endpoints are dropped from the store after an hour
+
+
+def default_node_id(port: int) -> str:
+    """``hostname:port``: stable across restarts, so a restarted node reclaims its leases at
+    once; a random suffix when the port is chosen by the system."""
+    suffix = str(port) if port else secrets.token_hex(4)
+    return f"{socket.gethostname()}:{suffix}"
+
+
+async def _ignore(topic: str) -> None:
+    del topic
 
 
 def open_store(url: str) -> Store:
@@ -96,6 +110,19 @@ class Node(AsyncResource):
         )
         self.status = StatusService(self.store, self.catalog, self.dispatcher, self.clock)
         self.catalog.listen(self.dispatcher.put, self.dispatcher.remove)
+        self.roles = parse_roles(settings.roles)
+        self.node_id = settings.node_id or default_node_id(settings.port)
+        self.leases: LeaseManager | None = None
+        if settings.clustered:
+            self.leases = LeaseManager(
+                self.store,
+                self.clock,
+                node_id=self.node_id,
+                url=f"http://{settings.host}:{settings.port}",
+                roles=self.roles,
+                ttl=settings.lease_ttl,
+                on_change=self.dispatcher.set_ownership,
+            )
         self._main: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._closed = False
@@ -109,6 +136,19 @@ class Node(AsyncResource):
         await self.catalog.load()
         for e in await self.store.list_endpoints():
             self.pool.restore(e.lambda_name, e.id, e.url, e.expires_ms / 1000, e.concurrency)
+        if self.leases is not None:
+            # The first round takes what this node may hold before any runner starts.
+            await self.leases.round()
+            self.dispatcher.use_leases(
+                owned=self.leases.owned,
+                lease_valid=self.leases.holds,
+                on_lease_lost=self.leases.lost,
+                heads_interval=self.settings.heads_interval,
+            )
+        elif DISPATCH not in self.roles:
+            self.dispatcher.use_leases(
+                owned={}, lease_valid=lambda: False, on_lease_lost=_ignore, heads_interval=1.0
+            )
         started = asyncio.Event()
         self._main = asyncio.create_task(self._run(started), name="conveyor-node")
         waiter = asyncio.create_task(started.wait())
@@ -120,8 +160,28 @@ class Node(AsyncResource):
     async def _run(self, started: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.dispatcher.run(self.catalog.subscriptions(), started))
-            tg.create_task(self.timers.run())
+            if DISPATCH in self.roles:
+                tg.create_task(self.timers.run())
             tg.create_task(self._sweep_loop())
+            if self.leases is not None:
+                tg.create_task(self.leases.run())
+                tg.create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        """In a cluster: learn topics, subscriptions and endpoints changed through others."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.sync_interval)
+            if self._stop.is_set():
+                return
+            try:
+                await self.catalog.refresh()
+                self.pool.sync(
+                    [(e.lambda_name, e.id, e.url, e.expires_ms / 1000, e.concurrency)
+                     for e in await self.store.list_endpoints()]
+                )  # fmt: skip
+            except ConveyorError as error:
+                log.warning("catching up with the cluster failed: %s", error)
 
     async def _sweep_loop(self) -> None:
         while not self._stop.is_set():
@@ -164,11 +224,16 @@ class Node(AsyncResource):
             return
         self._closed = True
         self._stop.set()
+        if self.leases is not None:
+            self.leases.stop()
         self.dispatcher.stop()
         self.timers.stop()
         try:
             if self._main is not None:
                 await self._main
+            if self.leases is not None:
+                # Progress is committed: hand the partitions over at once, not after the TTL.
+                await self.leases.release_all()
         finally:
             await self.pusher.aclose()
             await self.store.aclose()

@@ -20,6 +20,15 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
         timer_window_seconds: delayed events due within this horizon are held in memory.
         flush_interval: seconds between cursor and delivery-state commits.
         ready_file: when set, ``host:port`` is written there once the node serves.
+        node_id: this node's id in a cluster (default ``hostname:port``).
+        roles: ``frontend`` (API and publishes), ``dispatch`` (timers and delivery), or both.
+        cluster: lease partitions among nodes (default: on for PostgreSQL, off for SQLite,
+            which is embedded and single-node).
+        lease_ttl: seconds a node's heartbeat and partition leases live without renewal;
+            a dead node's partitions move within this time.
+        sync_interval: seconds between reads of what other nodes changed (catalog,
+            endpoints), in a cluster.
+        heads_interval: seconds between reads of partition heads appended by other nodes.
     """
 
     store: str = "conveyor.db"
@@ -30,3 +39,16 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     timer_window_seconds: float = 30.0
     flush_interval: float = 0.005
     ready_file: str | None = None
+    node_id: str | None = None
+    roles: str = "frontend,dispatch"
+    cluster: bool | None = None
+    lease_ttl: float = 10.0
+    sync_interval: float = 1.0
+    heads_interval: float = 0.02
+
+    @property
+    def clustered(self) -> bool:
+        """Whether partitions are leased among nodes."""
+        if self.cluster is not None:
+            return self.cluster
+        return self.store.startswith(("postgres://", "postgresql://"))

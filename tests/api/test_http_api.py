@@ -1,4 +1,4 @@
-"""The HTTP API in process (aiohttp's TestServer on 127.0.0.1) over a node on real SQLite.
+"""The HTTP API in process (aiohttp's TestServer on 127.0.0.1) over a node on each real store.
 
 Every refused request must name the field and the rule it broke, with the documented status,
 and store nothing: each such test compares the logs and the timer store before and after.
@@ -7,7 +7,6 @@ and store nothing: each such test compares the logs and the timer store before a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -41,8 +40,8 @@ Snapshot = tuple[dict[str, list[int]], list[tuple[int, str]]]
 
 
 @pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    settings = NodeSettings(store=str(tmp_path / "api.db"), max_request_bytes=MAX_REQUEST_BYTES)
+async def node(store_url: str) -> AsyncIterator[Node]:
+    settings = NodeSettings(store=store_url, max_request_bytes=MAX_REQUEST_BYTES)
     async with Node(settings, clock=FakeClock()) as started:
         await started.catalog.put_topic(ORDERS)
         yield started

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Platform, wait_for
 
+from conftest import Platform, wait_for
 from conveyor import Client, ConveyorError, InvalidRequest, NotFound, SchemaViolation
 
 

@@ -36,9 +36,12 @@ def highest(low: float, high: float) -> float:
 
 
 @asynccontextmanager
-async def running_node(path: Path, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
-    """A started node on the SQLite file ``path``, with the endpoint registered."""
-    node = Node(NodeSettings(store=str(path)), clock=clock, jitter=highest)
+async def running_node(
+    store_url: str | Path, clock: FakeClock, endpoint: PushEndpoint
+) -> AsyncIterator[Node]:
+    """A started node on the store at ``store_url`` (the ``store_url`` fixture, or a SQLite
+    file), with the endpoint registered."""
+    node = Node(NodeSettings(store=str(store_url)), clock=clock, jitter=highest)
     await node.start()
     try:
         await node.register_endpoint(LAMBDA, "e1", endpoint.url, ttl=3600, concurrency=64)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -38,9 +37,8 @@ from push_double import PushEndpoint, Reply, each, succeed
 from conveyor.clock import FakeClock, to_ms
 from conveyor.delivery.protocol import PushEvent, PushRequest, PushResult
 from conveyor.model import Outcome, RetryPolicy
-from conveyor.node import Node
+from conveyor.node import Node, open_store
 from conveyor.settings import NodeSettings
-from conveyor.store.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -55,9 +53,9 @@ async def endpoint(clock: FakeClock) -> AsyncIterator[PushEndpoint]:
 
 
 @pytest.fixture
-async def node(tmp_path: Path, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
+async def node(store_url: str, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
     # Torn down before the endpoint, so that in-flight pushes settle against a live server.
-    async with running_node(tmp_path / "n.db", clock, endpoint) as started:
+    async with running_node(store_url, clock, endpoint) as started:
         yield started
 
 
@@ -323,11 +321,10 @@ async def test_a_delayed_event_is_not_pushed_before_its_time(
 
 # -- shutdown -------------------------------------------------------------------------------------
 async def test_closing_a_node_inside_a_flush_interval_commits_progress_and_returns(
-    tmp_path: Path, clock: FakeClock, endpoint: PushEndpoint
+    store_url: str, clock: FakeClock, endpoint: PushEndpoint
 ) -> None:
     # Given a node that commits progress every 0.5 s, and an event it just delivered
-    path = tmp_path / "slow-flush.db"
-    node = Node(NodeSettings(store=str(path), flush_interval=0.5), clock=clock, jitter=highest)
+    node = Node(NodeSettings(store=store_url, flush_interval=0.5), clock=clock, jitter=highest)
     await node.start()
     await node.register_endpoint(LAMBDA, "e1", endpoint.url, ttl=3600, concurrency=64)
     sub = await subscribe(node, partitions=1)
@@ -344,6 +341,6 @@ async def test_closing_a_node_inside_a_flush_interval_commits_progress_and_retur
 
     # Then it closes, having committed the subscription's cursor past the event
     assert done, "Node.aclose() did not return: the stop was lost by the flush loop"
-    async with SqliteStore(path) as store:
+    async with open_store(store_url) as store:
         cursors, _ = await store.load_progress(sub)
     assert cursors[0].cursor == 1

@@ -1,4 +1,4 @@
-"""Flow control across a restart: a new Node over the same SQLite file carries on.
+"""Flow control across a restart: a new Node over the same store carries on.
 
 Progress (cursors and delivery rows) is committed in batches; after a graceful close the next
 node must neither lose an event waiting for its retry nor break a key's order.
@@ -7,7 +7,6 @@ node must neither lose an event waiting for its retry nor break a key's order.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -52,20 +51,19 @@ def fail_first_attempt_of(name: str) -> Responder:
 
 
 async def test_an_event_waiting_for_its_retry_is_retried_on_time_after_a_restart(
-    tmp_path: Path, clock: FakeClock, endpoint: PushEndpoint
+    store_url: str, clock: FakeClock, endpoint: PushEndpoint
 ) -> None:
     # Given an event that failed once and waits 2 s for its retry, and a node that closed
-    path = tmp_path / "n.db"
     endpoint.respond = fail_first_attempt_of("E")
-    async with running_node(path, clock, endpoint) as node:
+    async with running_node(store_url, clock, endpoint) as node:
         await subscribe(node, retry=POLICY)
         (event_id,) = await publish(node, request("E"))
         view = await until_state(node, event_id, "retrying", 1)
         assert view.next_attempt_at is not None
         due_ms = to_ms(view.next_attempt_at.timestamp())
 
-    # When a new node starts over the same file
-    async with running_node(path, clock, endpoint) as node:
+    # When a new node starts over the same store
+    async with running_node(store_url, clock, endpoint) as node:
         # Then the event is not pushed before its time, nor anything else again
         await quietly()
         advance_to(clock, (due_ms - 1) / 1000)
@@ -85,18 +83,17 @@ async def test_an_event_waiting_for_its_retry_is_retried_on_time_after_a_restart
 
 
 async def test_a_finished_event_is_not_delivered_again_after_a_restart(
-    tmp_path: Path, clock: FakeClock, endpoint: PushEndpoint
+    store_url: str, clock: FakeClock, endpoint: PushEndpoint
 ) -> None:
     # Given three events delivered and a node that closed
-    path = tmp_path / "n.db"
-    async with running_node(path, clock, endpoint) as node:
+    async with running_node(store_url, clock, endpoint) as node:
         await subscribe(node)
         ids = await publish(node, *(request(n) for n in range(3)))
         for event_id in ids:
             await until_state(node, event_id, "succeeded", 1)
 
-    # When a new node starts over the same file and one more event is published
-    async with running_node(path, clock, endpoint) as node:
+    # When a new node starts over the same store and one more event is published
+    async with running_node(store_url, clock, endpoint) as node:
         (later,) = await publish(node, request(3))
 
         # Then only the new event is pushed
@@ -106,12 +103,11 @@ async def test_a_finished_event_is_not_delivered_again_after_a_restart(
 
 
 async def test_a_keys_order_holds_across_a_restart(
-    tmp_path: Path, clock: FakeClock, endpoint: PushEndpoint
+    store_url: str, clock: FakeClock, endpoint: PushEndpoint
 ) -> None:
     # Given an ordered subscription whose key A waits on its head's retry with two followers
-    path = tmp_path / "n.db"
     endpoint.respond = fail_first_attempt_of("A1")
-    async with running_node(path, clock, endpoint) as node:
+    async with running_node(store_url, clock, endpoint) as node:
         await subscribe(node, partitions=1, ordered=True, retry=POLICY)
         names = ["A1", "A2", "B1", "A3"]
         ids = dict(
@@ -122,8 +118,8 @@ async def test_a_keys_order_holds_across_a_restart(
         assert view.next_attempt_at is not None
         due = view.next_attempt_at.timestamp()
 
-    # When a new node starts over the same file, and key A publishes again
-    async with running_node(path, clock, endpoint) as node:
+    # When a new node starts over the same store, and key A publishes again
+    async with running_node(store_url, clock, endpoint) as node:
         (a4,) = await publish(node, request("A4", key="A"))
         ids["A4"] = a4
         await quietly()

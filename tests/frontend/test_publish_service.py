@@ -1,10 +1,9 @@
-"""The publish path over a real SQLite store: checks, atomic batches, delayed events."""
+"""The publish path over each real store: checks, atomic batches, delayed events."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,7 +15,8 @@ from conveyor.errors import InvalidRequest
 from conveyor.frontend.publish import PublishService
 from conveyor.metrics import Metrics
 from conveyor.model import Event, Topic
-from conveyor.store.sqlite import SqliteStore
+from conveyor.node import open_store
+from conveyor.store.base import Store
 
 TOPIC = Topic(name="orders", partitions=4)
 
@@ -35,8 +35,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "p.db") as opened:
+async def store(store_url: str) -> AsyncIterator[Store]:
+    async with open_store(store_url) as opened:
         yield opened
 
 
@@ -46,7 +46,7 @@ def told() -> Told:
 
 
 @pytest.fixture
-async def service(store: SqliteStore, clock: FakeClock, told: Told) -> PublishService:
+async def service(store: Store, clock: FakeClock, told: Told) -> PublishService:
     catalog = Catalog(store)
     await catalog.put_topic(TOPIC)
     return PublishService(
@@ -123,7 +123,7 @@ async def test_events_of_one_key_share_a_partition_and_keep_their_order(
 
 
 async def test_a_batch_with_one_bad_event_stores_nothing_and_tells_no_one(
-    service: PublishService, store: SqliteStore, told: Told
+    service: PublishService, store: Store, told: Told
 ) -> None:
     # Given a batch whose second event carries too many attributes
     crowd = {f"a{n}": "v" for n in range(MAX_ATTRIBUTES + 1)}

@@ -77,6 +77,28 @@ class EndpointPool:
             lambda_name, endpoint_id, url, expires_at, concurrency
         )
 
+    def sync(self, known: list[tuple[str, str, str, float, int]]) -> None:
+        """Match the endpoints registered through any node: (lambda, id, url, expires, n).
+
+        Endpoints renewed elsewhere get their new expiry (their live figures are kept);
+        endpoints gone from the store are dropped.
+        """
+        seen: set[tuple[str, str]] = set()
+        for lambda_name, endpoint_id, url, expires_at, concurrency in known:
+            seen.add((lambda_name, endpoint_id))
+            endpoints = self._by_lambda.setdefault(lambda_name, {})
+            state = endpoints.get(endpoint_id)
+            if state is None or state.url != url:
+                endpoints[endpoint_id] = EndpointState(
+                    lambda_name, endpoint_id, url, expires_at, concurrency
+                )
+                self._changed(lambda_name)
+            elif expires_at > state.expires_at:
+                state.expires_at = expires_at
+        for lambda_name, endpoints in self._by_lambda.items():
+            for endpoint_id in [e for e in endpoints if (lambda_name, e) not in seen]:
+                del endpoints[endpoint_id]
+
     def deregister(self, lambda_name: str, endpoint_id: str) -> bool:
         """Remove an endpoint; returns whether it was there."""
         removed = self._by_lambda.get(lambda_name, {}).pop(endpoint_id, None) is not None

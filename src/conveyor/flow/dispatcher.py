@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from conveyor.clock import Clock, to_ms
+from conveyor.cluster import Ownership
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, LeaseLost
 from conveyor.flow.retry import Jitter
 from conveyor.flow.runner import Runner
 from conveyor.metrics import Metrics
@@ -71,7 +72,34 @@ class Dispatcher:
         self._failed: list[Progress] = []
         self._stopping = False
         self._tg: asyncio.TaskGroup | None = None
+        self._subs: dict[str, Subscription] = {}
+        # None: this node dispatches every partition (no leases, e.g. the embedded store).
+        self._owned: Ownership | None = None
+        self._lease_valid: Callable[[], bool] = lambda: True
+        self._on_lease_lost: Callable[[str], Coroutine[object, object, None]] | None = None
+        self._heads_interval: float | None = None
         pool.set_listener(self._endpoints_changed)
+
+    def use_leases(
+        self,
+        *,
+        owned: Ownership,
+        lease_valid: Callable[[], bool],
+        on_lease_lost: Callable[[str], Coroutine[object, object, None]],
+        heads_interval: float,
+    ) -> None:
+        """Dispatch only the partitions this node leases (call before :meth:`run`).
+
+        Args:
+            owned: the partitions held now, with their epochs.
+            lease_valid: whether the leases may still be trusted.
+            on_lease_lost: told of a topic whose progress was refused by fencing.
+            heads_interval: seconds between reads of partition heads (appends by others).
+        """
+        self._owned = dict(owned)
+        self._lease_valid = lease_valid
+        self._on_lease_lost = on_lease_lost
+        self._heads_interval = heads_interval
 
     async def run(self, subscriptions: list[Subscription], started: asyncio.Event) -> None:
         """Run until :meth:`stop`; then settle in-flight pushes and commit all progress."""
@@ -79,6 +107,8 @@ class Dispatcher:
             self._tg = tg
             for sub in subscriptions:
                 self.put(sub)
+            if self._heads_interval is not None:
+                tg.create_task(self._poll_heads(self._heads_interval))
             started.set()
             await self._flush_loop()
         self._tg = None
@@ -96,6 +126,7 @@ class Dispatcher:
         topic = self._topic_of(sub.topic)
         if topic is None or self._tg is None or self._stopping:
             return
+        self._subs[sub.name] = sub
         current = self._runners.get(sub.name)
         if current is not None and current.sub.ordered == sub.ordered:
             current.sub = sub
@@ -105,10 +136,38 @@ class Dispatcher:
             # Changing ordering rebuilds the runner from committed state.
             self._tg.create_task(self._replace(current, sub, topic))
             return
-        self._start(sub, topic)
+        partitions = self._partitions_of(topic.name)
+        if partitions is None or partitions:
+            self._start(sub, topic, partitions)
+
+    def _partitions_of(self, topic: str) -> dict[int, int] | None:
+        if self._owned is None:
+            return None
+        return {part: epoch for (name, part), epoch in self._owned.items() if name == topic}
+
+    async def set_ownership(self, owned: Ownership) -> None:
+        """Dispatch exactly these partitions from now on.
+
+        Runners whose partitions change are stopped (their in-flight pushes settle and their
+        progress is committed under the old epochs) before the new ones start.
+        """
+        self._owned = dict(owned)
+        for sub in list(self._subs.values()):
+            topic = self._topic_of(sub.topic)
+            if topic is None or self._stopping:
+                continue
+            want = self._partitions_of(topic.name)
+            runner = self._runners.get(sub.name)
+            if runner is not None and runner.partitions == want:
+                continue
+            if runner is not None:
+                await self._retire(runner)
+            if want and not self._stopping and sub.name in self._subs:
+                self._start(sub, topic, want)
 
     async def remove(self, name: str) -> None:
         """Stop a subscription's runner and forget its uncommitted progress."""
+        self._subs.pop(name, None)
         runner = self._runners.pop(name, None)
         if runner is None:
             return
@@ -123,7 +182,7 @@ class Dispatcher:
         """The runner of a subscription on this node."""
         return self._runners.get(name)
 
-    def _start(self, sub: Subscription, topic: Topic) -> None:
+    def _start(self, sub: Subscription, topic: Topic, partitions: dict[int, int] | None) -> None:
         assert self._tg is not None
         runner = Runner(
             sub,
@@ -136,19 +195,29 @@ class Dispatcher:
             dead_letter=self._topic_of,
             on_dirty=self._mark_dirty,
             jitter=self._jitter,
+            partitions=partitions,
+            lease_valid=self._lease_valid,
         )
         self._runners[sub.name] = runner
         self._by_topic.setdefault(sub.topic, []).append(runner)
         self._tasks[sub.name] = self._tg.create_task(self._supervise(runner))
 
-    async def _replace(self, old: Runner, sub: Subscription, topic: Topic) -> None:
-        await self.remove(old.sub.name)
-        progress = old.take_progress()
+    async def _retire(self, runner: Runner) -> None:
+        """Stop a runner, then commit what it did (in-flight pushes settle first)."""
+        name = runner.sub.name
+        sub = self._subs.get(name)
+        await self.remove(name)
+        if sub is not None:
+            self._subs[name] = sub  # the subscription stays; only this runner goes
+        progress = runner.take_progress()
         if progress is not None:
             self._failed.append(progress)
         await self._flush()
+
+    async def _replace(self, old: Runner, sub: Subscription, topic: Topic) -> None:
+        await self._retire(old)
         if not self._stopping:
-            self._start(sub, topic)
+            self._start(sub, topic, self._partitions_of(topic.name))
 
     async def _supervise(self, runner: Runner) -> None:
         # A runner that fails is rebuilt from committed state: uncommitted progress is
@@ -160,10 +229,10 @@ class Dispatcher:
             if self._runners.get(runner.sub.name) is runner and not self._stopping:
                 await asyncio.sleep(RESTART_DELAY)
                 if self._runners.get(runner.sub.name) is runner and not self._stopping:
-                    await self.remove(runner.sub.name)
+                    await self._retire(runner)
                     topic = self._topic_of(runner.sub.topic)
                     if topic is not None:
-                        self._start(runner.sub, topic)
+                        self._start(runner.sub, topic, self._partitions_of(topic.name))
 
     def _endpoints_changed(self, lambda_name: str) -> None:
         for runner in self._runners.values():
@@ -222,13 +291,53 @@ class Dispatcher:
             self._dirty.clear()
             if not batch:
                 return
-            try:
-                appended = await self._store.commit_progress(batch, to_ms(self._clock.now()))
-            except ConveyorError as e:
-                log.warning("committing progress failed, retrying: %s", e)
-                self._failed = batch + self._failed
+            if not await self._commit(batch):
                 await asyncio.sleep(RETRY_COMMIT_DELAY)
                 continue
-            self.on_append(appended)
             if not self._failed and not self._dirty:
                 return
+
+    async def _commit(self, batch: list[Progress]) -> bool:
+        """Commit each subscription's progress (one group-committed transaction for all).
+
+        Progress refused by fencing is dropped (the lease is gone; the new holder redelivers
+        from its committed state); progress that failed otherwise is kept, in order, for the
+        next attempt. Returns whether nothing has to be tried again.
+        """
+        now_ms = to_ms(self._clock.now())
+        results = await asyncio.gather(
+            *(self._store.commit_progress([p], now_ms) for p in batch), return_exceptions=True
+        )
+        retry: list[Progress] = []
+        lost: set[str] = set()
+        for progress, result in zip(batch, results, strict=True):
+            if isinstance(result, LeaseLost):
+                log.warning("%s", result.message)
+                lost.add(progress.topic)
+            elif isinstance(result, ConveyorError):
+                log.warning("committing progress failed, retrying: %s", result)
+                retry.append(progress)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self.on_append(result)
+        self._failed = retry + self._failed
+        if lost and self._on_lease_lost is not None and self._tg is not None:
+            for topic in lost:
+                self._tg.create_task(self._on_lease_lost(topic))
+        return not retry
+
+    async def _poll_heads(self, interval: float) -> None:
+        """Learn the heads of partitions appended to by other nodes."""
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            if not self._runners:
+                continue
+            try:
+                heads = await self._store.heads()
+            except ConveyorError as e:
+                log.warning("reading partition heads failed: %s", e)
+                continue
+            for (topic, partition), head in heads.items():
+                for runner in self._by_topic.get(topic, ()):
+                    runner.on_head(partition, head)

@@ -40,6 +40,7 @@ BUFFER_LIMIT = 4096  # events held in memory per partition, read but not yet pus
 WINDOW = 20_000  # offsets a partition may run ahead of its cursor (bounds the ack set)
 READ_BATCH = 2048  # events per read from the store
 LOAD_BATCH = 1000  # retried or released events loaded per read
+LEASE_RECHECK = 0.25  # seconds before a runner whose leases lapsed looks again
 
 Ref = tuple[int, int]  # (partition, offset)
 
@@ -76,6 +77,9 @@ class Runner:
         dead_letter: resolves the dead-letter topic by name (``None`` when missing).
         on_dirty: called when the runner has progress to commit.
         jitter: draws retry waits (injected by tests).
+        partitions: the partitions this node holds, with their lease epochs (all, when
+            ``None``: a node without leases).
+        lease_valid: whether this node's leases may still be trusted; no push starts when not.
     """
 
     def __init__(
@@ -91,6 +95,8 @@ class Runner:
         dead_letter: Callable[[str], Topic | None],
         on_dirty: Callable[[Runner], None],
         jitter: Jitter,
+        partitions: dict[int, int] | None = None,
+        lease_valid: Callable[[], bool] = lambda: True,
     ) -> None:
         self.sub = sub
         self.topic = topic
@@ -101,7 +107,10 @@ class Runner:
         self._dead_letter = dead_letter
         self._on_dirty = on_dirty
         self._jitter = jitter
-        self._parts: list[_Part] = []
+        self.partitions = partitions
+        self._lease_valid = lease_valid
+        self._parts: dict[int, _Part] = {}
+        self._order: list[_Part] = []
         self._pending_heads: dict[int, int] = {}
         self._ready: deque[tuple[Event, int]] = deque()  # (event, attempt) bypassing lanes
         self._rows: dict[Ref, DeliveryRow] = {}  # live rows: retrying or blocked
@@ -156,12 +165,17 @@ class Runner:
         cursors, rows = await self._store.load_progress(self.sub)
         ends = await self._store.log_ends(self.topic)
         for i, end in enumerate(ends):
+            if self.partitions is not None and i not in self.partitions:
+                continue
             progress = PartitionProgress(cursors.get(i, CursorState(end, [], end)))
             head = max(end, self._pending_heads.get(i, 0))
             lanes = KeyLanes() if self.sub.ordered else None
-            self._parts.append(_Part(i, progress, head, progress.cursor, lanes))
+            self._parts[i] = _Part(i, progress, head, progress.cursor, lanes)
+        self._order = list(self._parts.values())
         by_key: dict[tuple[int, str], list[DeliveryRow]] = {}
         for row in rows:
+            if row.partition not in self._parts:
+                continue
             self._rows[(row.partition, row.offset)] = row
             if row.state == "retrying" and row.next_ms is not None:
                 heapq.heappush(self._retry_heap, (row.next_ms, row.partition, row.offset))
@@ -183,10 +197,12 @@ class Runner:
     def on_append(self, partition: int, events: list[Event]) -> None:
         """Events were appended to one partition of the topic (committed, in order)."""
         last = events[-1].offset
-        if not self._parts:
+        if not self.loaded.is_set():
             self._pending_heads[partition] = max(self._pending_heads.get(partition, 0), last + 1)
             return
-        p = self._parts[partition]
+        p = self._parts.get(partition)
+        if p is None:
+            return  # another node dispatches this partition
         if last >= p.head:
             p.head = last + 1
         if (
@@ -198,6 +214,13 @@ class Runner:
             p.buffer.extend(events)
             p.next_read = last + 1
         self._wake.set()
+
+    def on_head(self, partition: int, head: int) -> None:
+        """A partition's head as read from the store (appends made by other nodes)."""
+        p = self._parts.get(partition)
+        if p is not None and head > p.head:
+            p.head = head
+            self._wake.set()
 
     # -- the loop's step --------------------------------------------------------------------
     def _step(self) -> None:
@@ -242,7 +265,7 @@ class Runner:
         self._wake.set()
 
     def _start_reads(self) -> None:
-        for p in self._parts:
+        for p in self._order:
             if (
                 not p.reading
                 and p.next_read < p.head
@@ -267,6 +290,10 @@ class Runner:
     def _dispatch(self, now: float) -> None:
         if self._paused_until > now or self._stopping:
             return
+        if not self._lease_valid():
+            # Never push on a lease that may have lapsed; look again shortly.
+            self._paused_until = now + LEASE_RECHECK
+            return
         capacity = self.sub.max_concurrency - self.in_flight
         while capacity > 0:
             endpoint = self._pool.choose(self.sub.lambda_name)
@@ -288,10 +315,12 @@ class Runner:
             event, attempt = ready.popleft()
             batch.append(event)
             attempts.append(attempt)
-        parts = self._parts
+        parts = self._order
         count = len(parts)
+        if not count:
+            return batch, attempts
         idle = 0
-        i = self._rr
+        i = self._rr % count
         while len(batch) < n and idle < count:
             p = parts[i]
             i = (i + 1) % count
@@ -308,7 +337,7 @@ class Runner:
         progress = p.progress
         lanes = p.lanes
         # Fairness between partitions: take at most an even share of the batch at a time.
-        quota = max(1, n // len(self._parts))
+        quota = max(1, n // len(self._order))
         taken = 0
         while buffer and len(batch) < n and taken < quota:
             event = buffer.popleft()
@@ -516,10 +545,12 @@ class Runner:
     # -- progress ---------------------------------------------------------------------------
     def take_progress(self) -> Progress | None:
         """What to commit since the last call, or ``None`` when nothing changed."""
-        cursors = {p.index: p.progress.snapshot() for p in self._parts if p.progress.dirty}
+        cursors = {p.index: p.progress.snapshot() for p in self._order if p.progress.dirty}
         if not cursors and not self._pending and not self._dead_letters:
             return None
-        progress = Progress(self.sub.name, cursors)
+        progress = Progress(
+            self.sub.name, cursors, topic=self.topic.name, epochs=dict(self.partitions or {})
+        )
         for ref, row in self._pending.items():
             if row is None:
                 progress.deleted.append(ref)
@@ -576,18 +607,17 @@ class Runner:
 
     def is_finished(self, partition: int, offset: int) -> bool | None:
         """Whether the in-memory progress has passed an offset (``None`` before loading)."""
-        if partition >= len(self._parts):
-            return None
-        return self._parts[partition].progress.is_finished(offset)
+        p = self._parts.get(partition)
+        return None if p is None else p.progress.is_finished(offset)
 
     def stats(self) -> tuple[int, int, int]:
         """(backlog, in flight, retrying) as this node sees them now."""
         backlog = sum(
-            max(0, p.head - p.progress.cursor - len(p.progress.acked)) for p in self._parts
+            max(0, p.head - p.progress.cursor - len(p.progress.acked)) for p in self._order
         )
         retrying = sum(1 for r in self._rows.values() if r.state == "retrying")
         return backlog, self.in_flight, retrying
 
     def oldest_unfinished(self) -> list[tuple[int, int]]:
         """(partition, cursor) of every partition with unfinished events."""
-        return [(p.index, p.progress.cursor) for p in self._parts if p.progress.cursor < p.head]
+        return [(p.index, p.progress.cursor) for p in self._order if p.progress.cursor < p.head]

@@ -94,7 +94,9 @@ class PublishService:
             Conflict: an idempotency key was reused with another event; nothing was stored.
             StoreUnavailable: the store could not commit; nothing was acknowledged.
         """
-        topic = self._catalog.topic(topic_name)
+        topic = self._catalog.find_topic(topic_name) or await self._catalog.find_topic_fresh(
+            topic_name
+        )
         now_ms = to_ms(self._clock.now())
         events = self._check_all(topic, requests, now_ms, batch)
         result = await self._store.publish(topic, events, now_ms, self._dedup_ms)

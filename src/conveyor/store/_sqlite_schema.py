@@ -88,4 +88,17 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_by_age ON idempotency (created_ms);
     """,
+    # 2: partition leases (owner, fencing epoch, expiry) and the nodes of a cluster.
+    """
+    ALTER TABLE partitions ADD COLUMN owner TEXT;
+    ALTER TABLE partitions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE partitions ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE nodes (
+        id         TEXT PRIMARY KEY,
+        url        TEXT NOT NULL,
+        roles      TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX timers_by_partition ON timers (topic_id, part, due_ms)
+    """,
 ]

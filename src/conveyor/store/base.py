@@ -140,6 +140,36 @@ class Progress:
     rows: list[DeliveryRow] = field(default_factory=list)
     deleted: list[tuple[int, int]] = field(default_factory=list)
     dead_letters: list[tuple[Topic, NewEvent]] = field(default_factory=list)
+    topic: str = ""
+    epochs: dict[int, int] = field(default_factory=dict)  # partition -> lease epoch held
+
+    def partitions(self) -> set[int]:
+        """Every partition this progress writes to."""
+        touched = set(self.cursors)
+        touched.update(r.partition for r in self.rows)
+        touched.update(part for part, _ in self.deleted)
+        return touched
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """Who may dispatch a partition, until when, under which fencing epoch."""
+
+    topic: str
+    partition: int
+    owner: str | None
+    epoch: int
+    expires_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class NodeInfo:
+    """A node of the cluster, as its heartbeat last described it."""
+
+    id: str
+    url: str
+    roles: str
+    expires_ms: int
 
 
 @dataclass(slots=True)
@@ -266,7 +296,12 @@ class Store(AsyncResource):
 
     @abc.abstractmethod
     async def commit_progress(self, progress: Sequence[Progress], now_ms: int) -> list[Event]:
-        """Commit subscriptions' progress atomically; return appended dead-letter events."""
+        """Commit subscriptions' progress atomically; return appended dead-letter events.
+
+        Raises:
+            LeaseLost: a progress carries an epoch that is no longer its partition's (another
+                node took it over); nothing was written.
+        """
 
     @abc.abstractmethod
     async def delivery_rows(
@@ -281,6 +316,44 @@ class Store(AsyncResource):
     @abc.abstractmethod
     async def count_rows(self, subscription: str) -> dict[str, int]:
         """How many delivery rows a subscription has, by state."""
+
+    # -- cluster --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def heartbeat_node(self, node: NodeInfo) -> None:
+        """Register or renew a node."""
+
+    @abc.abstractmethod
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Every node that has sent a heartbeat (expired ones included)."""
+
+    @abc.abstractmethod
+    async def list_leases(self) -> list[Lease]:
+        """The lease of every partition of every topic."""
+
+    @abc.abstractmethod
+    async def acquire_lease(
+        self, topic: str, partition: int, owner: str, now_ms: int, until_ms: int
+    ) -> int | None:
+        """Take a partition that is free, expired, or already ``owner``'s.
+
+        Returns:
+            The new fencing epoch (one more than the last), or ``None`` when another node
+            holds a live lease.
+        """
+
+    @abc.abstractmethod
+    async def renew_leases(
+        self, owner: str, held: Sequence[tuple[str, int, int]], until_ms: int
+    ) -> list[tuple[str, int]]:
+        """Extend leases (topic, partition, epoch) still held; return those renewed."""
+
+    @abc.abstractmethod
+    async def release_lease(self, topic: str, partition: int, owner: str, epoch: int) -> None:
+        """Give a partition up, if still held under ``epoch``."""
+
+    @abc.abstractmethod
+    async def heads(self) -> dict[tuple[str, int], int]:
+        """The next offset of every partition, by (topic, partition)."""
 
     # -- housekeeping ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -39,6 +39,7 @@ class PostgresStore(SqlStore):
     """
 
     name = "postgresql"
+    lock_for_share = " FOR SHARE"
 
     def __init__(self, url: str, *, max_batch: int = 512) -> None:
         self.url = url

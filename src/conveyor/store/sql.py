@@ -26,14 +26,16 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
-from conveyor.errors import Conflict, ConveyorError, NotFound, StoreUnavailable
+from conveyor.errors import Conflict, ConveyorError, LeaseLost, NotFound, StoreUnavailable
 from conveyor.model import Attempt, Event, Subscription, Topic
 from conveyor.store.base import (
     CursorState,
     DeliveryRow,
     Endpoint,
     GroupCommit,
+    Lease,
     NewEvent,
+    NodeInfo,
     Progress,
     PublishBatchResult,
     Ranges,
@@ -359,8 +361,17 @@ class SqlStore(Store):
         return True
 
     async def list_topics(self) -> list[Topic]:
-        rows = await self._in_reader(lambda: self._read("SELECT spec FROM topics ORDER BY name"))
-        return [_topic_codec.decode(r[0]) for r in rows]  # type: ignore[arg-type]
+        rows = await self._in_reader(
+            lambda: self._read("SELECT id, spec FROM topics ORDER BY name")
+        )
+        topics = []
+        for tid, spec in rows:
+            topic = _topic_codec.decode(spec)  # type: ignore[arg-type]
+            # Topics created through other nodes become known here (ids never change).
+            self._topic_ids.setdefault(topic.name, int(tid))  # type: ignore[call-overload]
+            self._topic_names.setdefault(int(tid), topic.name)  # type: ignore[call-overload]
+            topics.append(topic)
+        return topics
 
     async def put_subscription(self, sub: Subscription) -> bool:
         return await self._commit.submit(lambda: self._put_subscription(sub))
@@ -610,27 +621,30 @@ class SqlStore(Store):
         return await self._commit.submit(lambda: self._fire_timers(wanted))
 
     def _fire_timers(self, ids: list[str]) -> list[Event]:
+        # DELETE … RETURNING claims the timers: when several nodes fire the same timer, the
+        # first to delete it appends its event and the others find nothing.
         appended: list[Event] = []
         rows: list[tuple[object, ...]] = []
+        claimed: list[tuple[object, ...]] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found = self._x(
-                "SELECT id, topic_id, part, due_ms, key, attrs, payload, publish_ms "
-                f"FROM timers WHERE id IN ({marks}) ORDER BY due_ms, id",
+            claimed += self._x(
+                f"DELETE FROM timers WHERE id IN ({marks}) "
+                "RETURNING id, topic_id, part, due_ms, key, attrs, payload, publish_ms",
                 chunk,
             ).fetchall()
-            for eid, tid, part, due, key, attrs, payload, publish_ms in found:
-                name = self._topic_names.get(tid)  # type: ignore[call-overload]
-                if name is None:
-                    continue
-                off = self._alloc(tid, part)  # type: ignore[arg-type]
-                rows.append((tid, part, off, eid, key, attrs, payload, publish_ms, due))
-                appended.append(
-                    Event(eid, name, part, off, key, _attrs(attrs), bytes(payload),  # type: ignore[arg-type, call-overload]
-                          publish_ms, due)  # type: ignore[arg-type]
-                )  # fmt: skip
-            self._x(f"DELETE FROM timers WHERE id IN ({marks})", chunk)
+        claimed.sort(key=lambda r: (r[3], r[0]))
+        for eid, tid, part, due, key, attrs, payload, publish_ms in claimed:
+            name = self._topic_names.get(tid)  # type: ignore[call-overload]
+            if name is None:
+                continue
+            off = self._alloc(tid, part)  # type: ignore[arg-type]
+            rows.append((tid, part, off, eid, key, attrs, payload, publish_ms, due))
+            appended.append(
+                Event(eid, name, part, off, key, _attrs(attrs), bytes(payload),  # type: ignore[arg-type, call-overload]
+                      publish_ms, due)  # type: ignore[arg-type]
+            )  # fmt: skip
         self._insert_log(rows)
         return appended
 
@@ -661,6 +675,8 @@ class SqlStore(Store):
         return await self._commit.submit(lambda: self._commit_progress(batch))
 
     def _commit_progress(self, batch: list[Progress]) -> list[Event]:
+        for p in batch:
+            self._check_epochs(p)  # before any write: a refused progress writes nothing
         appended: list[Event] = []
         for p in batch:
             if p.cursors:
@@ -688,6 +704,28 @@ class SqlStore(Store):
             for topic, ev in p.dead_letters:
                 appended.extend(self._publish(topic, [ev], ev.publish_ms, 0).appended)
         return appended
+
+    lock_for_share = ""  # the dialect's row lock that keeps an epoch until COMMIT
+
+    def _check_epochs(self, p: Progress) -> None:
+        if not p.epochs:
+            return
+        tid = self._tid(p.topic)
+        current = {
+            int(part): int(epoch)  # type: ignore[call-overload]
+            for part, epoch in self._x(
+                "SELECT part, epoch FROM partitions WHERE topic_id = ?" + self.lock_for_share,
+                (tid,),
+            ).fetchall()
+        }
+        for part in p.partitions():
+            if p.epochs.get(part) != current.get(part):
+                raise LeaseLost(
+                    f"partition {part} of {p.topic!r} is now held under epoch "
+                    f"{current.get(part)}, not {p.epochs.get(part)}: progress of "
+                    f"{p.subscription!r} refused",
+                    subscription=p.subscription,
+                )
 
     async def delivery_rows(
         self, topic: Topic, partition: int, offset: int
@@ -720,6 +758,92 @@ class SqlStore(Store):
             )
         )
         return {str(state): int(n) for state, n in rows}  # type: ignore[call-overload]
+
+    # -- cluster ----------------------------------------------------------------------------
+    async def heartbeat_node(self, node: NodeInfo) -> None:
+        def run() -> None:
+            self._x(
+                "INSERT INTO nodes (id, url, roles, expires_ms) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET url = excluded.url, roles = excluded.roles, "
+                "expires_ms = excluded.expires_ms",
+                (node.id, node.url, node.roles, node.expires_ms),
+            )
+
+        await self._commit.submit(run)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        rows = await self._in_reader(
+            lambda: self._read("SELECT id, url, roles, expires_ms FROM nodes ORDER BY id")
+        )
+        return [NodeInfo(str(a), str(b), str(c), int(d)) for a, b, c, d in rows]  # type: ignore[call-overload]
+
+    async def list_leases(self) -> list[Lease]:
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT t.name, p.part, p.owner, p.epoch, p.lease_ms FROM partitions p "
+                "JOIN topics t ON t.id = p.topic_id ORDER BY t.name, p.part"
+            )
+        )
+        return [
+            Lease(str(name), int(part), None if owner is None else str(owner), int(epoch),  # type: ignore[call-overload]
+                  int(until))  # type: ignore[call-overload]
+            for name, part, owner, epoch, until in rows
+        ]  # fmt: skip
+
+    async def acquire_lease(
+        self, topic: str, partition: int, owner: str, now_ms: int, until_ms: int
+    ) -> int | None:
+        def run() -> int | None:
+            row = self._x(
+                "UPDATE partitions SET owner = ?, epoch = epoch + 1, lease_ms = ? "
+                "WHERE topic_id = ? AND part = ? AND (owner IS NULL OR owner = ? OR lease_ms < ?) "
+                "RETURNING epoch",
+                (owner, until_ms, self._tid(topic), partition, owner, now_ms),
+            ).fetchone()
+            return None if row is None else int(row[0])  # type: ignore[call-overload]
+
+        return await self._commit.submit(run)
+
+    async def renew_leases(
+        self, owner: str, held: Sequence[tuple[str, int, int]], until_ms: int
+    ) -> list[tuple[str, int]]:
+        wanted = list(held)
+
+        def run() -> list[tuple[str, int]]:
+            renewed: list[tuple[str, int]] = []
+            for topic, part, epoch in wanted:
+                tid = self._topic_ids.get(topic)
+                if tid is None:
+                    continue
+                done = self._x(
+                    "UPDATE partitions SET lease_ms = ? WHERE topic_id = ? AND part = ? "
+                    "AND owner = ? AND epoch = ?",
+                    (until_ms, tid, part, owner, epoch),
+                ).rowcount
+                if done == 1:
+                    renewed.append((topic, part))
+            return renewed
+
+        return await self._commit.submit(run)
+
+    async def release_lease(self, topic: str, partition: int, owner: str, epoch: int) -> None:
+        def run() -> None:
+            self._x(
+                "UPDATE partitions SET owner = NULL, lease_ms = 0 WHERE topic_id = ? AND part = ? "
+                "AND owner = ? AND epoch = ?",
+                (self._tid(topic), partition, owner, epoch),
+            )
+
+        await self._commit.submit(run)
+
+    async def heads(self) -> dict[tuple[str, int], int]:
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT t.name, p.part, p.next_off FROM partitions p JOIN topics t "
+                "ON t.id = p.topic_id"
+            )
+        )
+        return {(str(n), int(p)): int(h) for n, p, h in rows}  # type: ignore[call-overload]
 
     # -- housekeeping -----------------------------------------------------------------------
     async def sweep(self, now_ms: int, dedup_ms: int) -> int:

@@ -1,22 +1,22 @@
-"""The SQLite store against a real database file in a temporary directory.
+"""Every store adapter against a real database: SQLite in a temporary directory, PostgreSQL.
 
-Every test opens :class:`SqliteStore` on ``tmp_path / "c.db"``; durability claims are checked
-by closing the store and opening the file again.
+Every test opens the store at ``store_url`` (one per adapter, see ``tests/conftest.py``);
+durability claims are checked by closing the store and opening the same URL again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
 from conveyor._ids import new_id
 from conveyor.errors import Conflict, StoreUnavailable
 from conveyor.model import Attempt, Outcome, Subscription, Topic
-from conveyor.store.base import CursorState, DeliveryRow, GroupCommit, NewEvent, Progress
-from conveyor.store.sqlite import SqliteStore
+from conveyor.node import open_store
+from conveyor.store.base import CursorState, DeliveryRow, GroupCommit, NewEvent, Progress, Store
+from conveyor.store.sql import SqlStore
 
 NOW_MS = 1_700_000_000_000
 DEDUP_MS = 60_000
@@ -68,26 +68,21 @@ def subscription(name: str, topic: str = "orders") -> Subscription:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "c.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(db_path) as opened:
+async def store(store_url: str) -> AsyncIterator[Store]:
+    async with open_store(store_url) as opened:
         await opened.put_topic(ORDERS)
         yield opened
 
 
-async def reopened(store: SqliteStore, path: Path) -> SqliteStore:
-    """Close ``store`` and open the same file again."""
+async def reopened(store: Store, url: str) -> Store:
+    """Close ``store`` and open the same store again."""
     await store.aclose()
-    return await SqliteStore(path).__aenter__()
+    return await open_store(url).__aenter__()
 
 
 # -- offsets ------------------------------------------------------------------------------------
 async def test_offsets_are_gap_free_from_zero_per_partition_under_concurrent_publishes(
-    store: SqliteStore, db_path: Path
+    store: Store, store_url: str
 ) -> None:
     # Given 50 publishes racing for two partitions
     events = [event(i % 2) for i in range(50)]
@@ -108,8 +103,8 @@ async def test_offsets_are_gap_free_from_zero_per_partition_under_concurrent_pub
     logged = await store.read_log(ORDERS, 0, 0, 100)
     assert [e.offset for e in logged] == list(range(25))
 
-    # And they survive reopening the file, where the next append takes the next offset
-    again = await reopened(store, db_path)
+    # And they survive reopening the store, where the next append takes the next offset
+    again = await reopened(store, store_url)
     try:
         assert await again.log_ends(ORDERS) == [25, 25]
         assert [e.id for e in await again.read_log(ORDERS, 0, 0, 100)] == [e.id for e in logged]
@@ -120,7 +115,7 @@ async def test_offsets_are_gap_free_from_zero_per_partition_under_concurrent_pub
 
 
 # -- atomicity and idempotency --------------------------------------------------------------------
-async def test_a_batch_whose_idempotency_key_conflicts_stores_nothing(store: SqliteStore) -> None:
+async def test_a_batch_whose_idempotency_key_conflicts_stores_nothing(store: Store) -> None:
     # Given a batch of three, whose first and last reuse one key for different events
     first = event(0, idempotency_key="k", digest=b"a")
     middle = event(0)
@@ -141,7 +136,7 @@ async def test_a_batch_whose_idempotency_key_conflicts_stores_nothing(store: Sql
 
 
 async def test_a_replayed_idempotency_key_returns_the_first_result_and_stores_nothing(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     # Given an event published with an idempotency key
     first = await store.publish(
@@ -166,7 +161,7 @@ async def test_a_replayed_idempotency_key_returns_the_first_result_and_stores_no
     assert await store.log_ends(ORDERS) == [0, 1]
 
 
-async def test_an_idempotency_key_reused_for_another_event_conflicts(store: SqliteStore) -> None:
+async def test_an_idempotency_key_reused_for_another_event_conflicts(store: Store) -> None:
     # Given an event published with an idempotency key
     await store.publish(ORDERS, [event(0, idempotency_key="k", digest=b"d")], NOW_MS, DEDUP_MS)
 
@@ -180,7 +175,7 @@ async def test_an_idempotency_key_reused_for_another_event_conflicts(store: Sqli
     assert await store.log_ends(ORDERS) == [1, 0]
 
 
-async def test_an_idempotency_key_expires_after_the_dedup_window(store: SqliteStore) -> None:
+async def test_an_idempotency_key_expires_after_the_dedup_window(store: Store) -> None:
     # Given an event published with an idempotency key
     first = await store.publish(
         ORDERS, [event(0, idempotency_key="k", digest=b"d")], NOW_MS, DEDUP_MS
@@ -203,7 +198,7 @@ async def test_an_idempotency_key_expires_after_the_dedup_window(store: SqliteSt
 
 
 # -- timers ---------------------------------------------------------------------------------------
-async def test_a_delayed_event_waits_in_the_timers_until_fired(store: SqliteStore) -> None:
+async def test_a_delayed_event_waits_in_the_timers_until_fired(store: Store) -> None:
     # Given one immediate event and one due in five seconds
     due = NOW_MS + 5000
     now = event(1)
@@ -237,7 +232,7 @@ async def test_a_delayed_event_waits_in_the_timers_until_fired(store: SqliteStor
     assert (found[0].offset, found[1]) == (1, False)
 
 
-async def test_firing_unknown_or_already_fired_timers_is_a_no_op(store: SqliteStore) -> None:
+async def test_firing_unknown_or_already_fired_timers_is_a_no_op(store: Store) -> None:
     # Given a timer that has fired
     delayed = event(0, deliver_at_ms=NOW_MS + 1000)
     await store.publish(ORDERS, [delayed], NOW_MS, DEDUP_MS)
@@ -253,7 +248,7 @@ async def test_firing_unknown_or_already_fired_timers_is_a_no_op(store: SqliteSt
 
 # -- catalog --------------------------------------------------------------------------------------
 async def test_put_topic_updates_in_place_but_refuses_a_partition_change(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     # Given the topic with two partitions
     # When it is put again with a longer retention
@@ -272,7 +267,7 @@ async def test_put_topic_updates_in_place_but_refuses_a_partition_change(
     assert await store.log_ends(ORDERS) == [0, 0]
 
 
-async def test_a_new_subscription_starts_its_cursors_at_the_log_end(store: SqliteStore) -> None:
+async def test_a_new_subscription_starts_its_cursors_at_the_log_end(store: Store) -> None:
     # Given three events in partition 0 and one in partition 1
     await store.publish(ORDERS, [event(0), event(0), event(0), event(1)], NOW_MS, DEDUP_MS)
 
@@ -288,7 +283,7 @@ async def test_a_new_subscription_starts_its_cursors_at_the_log_end(store: Sqlit
     assert rows == []
 
 
-async def test_a_subscription_cannot_move_to_another_topic(store: SqliteStore) -> None:
+async def test_a_subscription_cannot_move_to_another_topic(store: Store) -> None:
     # Given a subscription of "orders" and another topic
     await store.put_topic(Topic(name="refunds"))
     await store.put_subscription(subscription("billing"))
@@ -303,7 +298,7 @@ async def test_a_subscription_cannot_move_to_another_topic(store: SqliteStore) -
 
 # -- progress -------------------------------------------------------------------------------------
 async def test_committed_progress_survives_a_reopen_and_loads_only_live_rows(
-    store: SqliteStore, db_path: Path
+    store: Store, store_url: str
 ) -> None:
     # Given a subscription and six events in partition 0
     sub = subscription("billing")
@@ -328,7 +323,7 @@ async def test_committed_progress_survives_a_reopen_and_loads_only_live_rows(
     )
 
     # Then after a reopen the cursor, its ranges and the live rows come back, intact
-    again = await reopened(store, db_path)
+    again = await reopened(store, store_url)
     try:
         cursors, rows = await again.load_progress(sub)
         assert cursors[0] == CursorState(4, [(5, 6)], 0)
@@ -351,7 +346,7 @@ async def test_committed_progress_survives_a_reopen_and_loads_only_live_rows(
         await again.aclose()
 
 
-async def test_committed_dead_letters_are_appended_to_their_topic(store: SqliteStore) -> None:
+async def test_committed_dead_letters_are_appended_to_their_topic(store: Store) -> None:
     # Given a dead-letter topic
     dlq = Topic(name="orders-dlq", partitions=1)
     await store.put_topic(dlq)
@@ -370,7 +365,7 @@ async def test_committed_dead_letters_are_appended_to_their_topic(store: SqliteS
     assert await store.log_ends(dlq) == [1]
 
 
-async def test_deleting_a_subscription_removes_its_cursors_and_rows(store: SqliteStore) -> None:
+async def test_deleting_a_subscription_removes_its_cursors_and_rows(store: Store) -> None:
     # Given a subscription with progress, and another one
     await store.put_subscription(subscription("billing"))
     await store.put_subscription(subscription("audit"))
@@ -395,7 +390,7 @@ async def test_deleting_a_subscription_removes_its_cursors_and_rows(store: Sqlit
 
 
 # -- housekeeping ---------------------------------------------------------------------------------
-async def test_sweep_removes_old_events_only_below_every_cursor(store: SqliteStore) -> None:
+async def test_sweep_removes_old_events_only_below_every_cursor(store: Store) -> None:
     # Given two subscriptions, four old events in partition 0, and cursors at 3 and 2
     await store.put_subscription(subscription("billing"))
     await store.put_subscription(subscription("audit"))
@@ -420,7 +415,7 @@ async def test_sweep_removes_old_events_only_below_every_cursor(store: SqliteSto
 
 
 async def test_sweep_keeps_events_inside_retention_and_those_owned_by_live_rows(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     # Given a finished subscription whose event 1 still waits for a retry
     await store.put_subscription(subscription("billing"))
@@ -445,7 +440,7 @@ async def test_sweep_keeps_events_inside_retention_and_those_owned_by_live_rows(
     assert [e.offset for e in await store.read_log(ORDERS, 0, 0, 10)] == [1, 2, 3]
 
 
-async def test_sweep_forgets_expired_idempotency_keys(store: SqliteStore) -> None:
+async def test_sweep_forgets_expired_idempotency_keys(store: Store) -> None:
     # Given an event published with an idempotency key
     first = await store.publish(ORDERS, [event(0, idempotency_key="k", digest=b"d")], NOW_MS, 0)
 
@@ -461,7 +456,7 @@ async def test_sweep_forgets_expired_idempotency_keys(store: SqliteStore) -> Non
     assert replay.stored[0].id != first.stored[0].id
 
 
-async def test_find_event_finds_log_and_timer_events(store: SqliteStore) -> None:
+async def test_find_event_finds_log_and_timer_events(store: Store) -> None:
     # Given one logged and one delayed event
     logged = event(1, payload=b'{"a":1}')
     delayed = event(0, deliver_at_ms=NOW_MS + 10_000)
@@ -488,11 +483,13 @@ async def test_find_event_finds_log_and_timer_events(store: SqliteStore) -> None
 
 # -- group commit ---------------------------------------------------------------------------------
 async def test_a_failing_operation_rolls_back_alone_inside_a_shared_transaction(
-    store: SqliteStore, db_path: Path
+    store: Store, store_url: str
 ) -> None:
     # Given the store's transactions are observed
     sizes: list[int] = []
-    # (a store internal, wrapped to count the operations per transaction)
+    # (a store internal, wrapped to count the operations per transaction; every adapter is
+    # a SqlStore)
+    assert isinstance(store, SqlStore)
     execute = store._commit._execute
 
     async def observed(ops: list[Callable[[], object]]) -> list[object]:
@@ -516,7 +513,7 @@ async def test_a_failing_operation_rolls_back_alone_inside_a_shared_transaction(
     assert sizes == [3]
     assert isinstance(outcomes[1], Conflict)
     assert [e.id for e in await store.read_log(ORDERS, 0, 0, 10)] == [good_a.id, good_b.id]
-    again = await reopened(store, db_path)
+    again = await reopened(store, store_url)
     try:
         assert await again.log_ends(ORDERS) == [2, 0]
     finally:
