@@ -165,7 +165,14 @@ def migrate(
 @app.command()
 def worker(
     ref: Annotated[str, typer.Argument(help="The lambda to serve, as module:attribute.")],
-    server: Server = DEFAULT_URL,
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server",
+            envvar="CONVEYOR_URL",
+            help="The platform's URL; several, comma-separated, for the nodes of a cluster.",
+        ),
+    ] = DEFAULT_URL,
     host: Annotated[str, typer.Option(help="Address to listen on for pushes.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for pushes (0 picks one).")] = 0,
     concurrency: Annotated[int, typer.Option(help="Handler calls at once.")] = 64,

@@ -104,6 +104,7 @@ class LeaseManager:
         self._valid_until = 0.0
         self._stop = asyncio.Event()
         self._kick = asyncio.Event()
+        self._takeover_at: float | None = None  # when a lease this node wants expires
 
     def holds(self) -> bool:
         """Whether this node's leases are still trustworthy by its own clock."""
@@ -126,8 +127,12 @@ class LeaseManager:
             except ConveyorError as e:
                 log.warning("lease round failed (leases lapse if this lasts): %s", e)
             self._kick.clear()
+            wait = self.ttl / 4
+            if self._takeover_at is not None:
+                # Wake when a dead node's lease expires: takeover within the TTL, not later.
+                wait = min(wait, max(0.01, self._takeover_at - self._clock.now() + 0.005))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.ttl / 4)
+                await asyncio.wait_for(self._kick.wait(), wait)
 
     async def round(self) -> None:
         """One heartbeat, renewal and rebalance."""
@@ -144,6 +149,7 @@ class LeaseManager:
              if n.expires_ms > now_ms and DISPATCH in n.roles.split(",")} | {self.node_id}
         )  # fmt: skip
         releasing: Ownership = {}
+        self._takeover_at = None
         for lease in await self._store.list_leases():
             ref = (lease.topic, lease.partition)
             mine = owner_of(ref, nodes) == self.node_id
@@ -157,6 +163,9 @@ class LeaseManager:
                 if epoch is not None:
                     self.owned[ref] = epoch
                     changed = True
+                elif lease.expires_ms >= now_ms:
+                    expiry = lease.expires_ms / 1000
+                    self._takeover_at = min(self._takeover_at or expiry, expiry)
             elif not mine and ref in self.owned:
                 releasing[ref] = self.owned.pop(ref)
                 changed = True

@@ -183,3 +183,23 @@ async def test_an_unreachable_platform_fails_start_after_the_connect_timeout() -
         async with Worker(billing_app(), server=f"http://127.0.0.1:{port}", connect_timeout=0.3):
             pass
     assert caught.value.http_status is None
+
+
+async def test_a_worker_given_several_nodes_registers_through_one_that_answers() -> None:
+    # Given a cluster of two nodes of which the first does not answer
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    app = billing_app()
+
+    # When the worker is given both, the dead one first
+    async with (
+        FakePlatform(topics={"orders"}) as platform,
+        Worker(app, server=f"{dead},{platform.url}", clock=FakeClock()) as worker,
+    ):
+        # Then it registered its subscription and endpoint through the live node at once
+        paths = [c.path for c in platform.calls]
+        assert paths == [
+            "/v1/subscriptions/billing.charge",
+            f"/v1/lambdas/billing/endpoints/{worker.endpoint_id}",
+        ]

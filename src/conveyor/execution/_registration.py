@@ -65,7 +65,8 @@ class Registrar:
 
     Args:
         session: the HTTP session to use (owned by the caller).
-        server: the platform's base URL.
+        server: the platform's base URL, or several separated by commas (the nodes of a
+            cluster): a call that cannot reach one node goes to the next.
         lambda_name: the lambda served.
         endpoint_id: this worker's endpoint id.
         registration: the endpoint's URL, TTL and concurrency.
@@ -85,7 +86,10 @@ class Registrar:
         connect_timeout: float,
     ) -> None:
         self._session = session
-        self._server = server.rstrip("/")
+        self._servers = [u.strip().rstrip("/") for u in server.split(",") if u.strip()]
+        if not self._servers:
+            raise ValueError("server must name at least one platform URL")
+        self._current = 0
         self._registration = registration
         self._endpoint_path = f"/v1/lambdas/{lambda_name}/endpoints/{endpoint_id}"
         self._clock = clock
@@ -158,11 +162,14 @@ class Registrar:
     async def _call(
         self, method: str, path: str, payload: object, deadline: float | None = None
     ) -> tuple[int, bytes]:
-        # Retries a connection failure or a 5xx until `deadline`; one attempt without one.
-        url = self._server + path
+        # Retries a connection failure or a 5xx until `deadline` (one round of the servers
+        # without one), moving to the next server after each failure.
         data = None if payload is None else _encoder.encode(payload)
         delay = FIRST_BACKOFF
+        tried = 0
         while True:
+            server = self._servers[self._current]
+            url = server + path
             try:
                 async with self._session.request(
                     method, url, data=data, headers=JSON_HEADERS
@@ -173,10 +180,14 @@ class Registrar:
                 problem = f"HTTP {response.status} from {method} {path}"
             except (aiohttp.ClientError, TimeoutError) as e:
                 problem = f"{type(e).__name__}: {e}"
+            self._current = (self._current + 1) % len(self._servers)
+            tried += 1
+            if tried % len(self._servers):
+                continue  # try the next node at once
             remaining = 0.0 if deadline is None else deadline - self._clock.now()
             if remaining <= 0:
                 raise RegistrationError(
-                    f"the platform at {self._server} is unreachable ({problem})"
+                    f"the platform at {', '.join(self._servers)} is unreachable ({problem})"
                     + ("" if deadline is None else f" after {self._connect_timeout:g}s")
                 )
             logger.info("platform not ready (%s); retrying in %.1fs", problem, delay)
