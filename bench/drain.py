@@ -45,6 +45,8 @@ class Figures:
     latency_p99_ms: float = 0.0
     latency_max_ms: float = 0.0
     rss_mb: dict[str, float] = field(default_factory=dict)
+    nodes: int = 1
+    store: str = "SQLite"
 
 
 def machine() -> str:
@@ -90,7 +92,7 @@ def read_stats(path: Path) -> dict[str, object]:
 
 
 async def publish_all(
-    session: aiohttp.ClientSession, url: str, n: int, batch: int, concurrency: int
+    session: aiohttp.ClientSession, urls: list[str], n: int, batch: int, concurrency: int
 ) -> float:
     body = json.dumps({"events": [{"payload": {"n": i}} for i in range(batch)]}).encode()
     batches = n // batch
@@ -98,7 +100,7 @@ async def publish_all(
     for i in range(batches):
         queue.put_nowait(i)
 
-    async def publisher() -> None:
+    async def publisher(url: str) -> None:
         while not queue.empty():
             queue.get_nowait()
             async with session.post(
@@ -109,7 +111,7 @@ async def publish_all(
                 await resp.read()
 
     start = time.time()
-    await asyncio.gather(*(publisher() for _ in range(concurrency)))
+    await asyncio.gather(*(publisher(urls[i % len(urls)]) for i in range(concurrency)))
     return start
 
 
@@ -155,37 +157,49 @@ def drop_store(url: str | None, store: str) -> None:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def run(events: int, batch: int, rate: int, seconds: float, store_url: str | None) -> Figures:
+def start_serve(store: str, d: Path, n: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(BIN / "conveyor"),
+            "serve",
+            "--store",
+            store,
+            "--port",
+            "0",
+            "--node-id",
+            f"bench-{n}",
+            "--ready-file",
+            str(d / f"ready{n}"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(d / f"serve{n}.log", "wb"),
+        env=env,
+    )
+
+
+async def run(
+    events: int, batch: int, rate: int, seconds: float, store_url: str | None, *, nodes: int = 1
+) -> Figures:
     figures = Figures(events=events, batch=batch, latency_rate=rate)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         d = Path(tmp)
         env = {**os.environ, "BENCH_STATS": str(d / "stats.json"), "PYTHONPATH": str(ROOT)}
         store = fresh_store(store_url, d)
-        serve = subprocess.Popen(
-            [
-                str(BIN / "conveyor"),
-                "serve",
-                "--store",
-                store,
-                "--port",
-                "0",
-                "--ready-file",
-                str(d / "ready"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(d / "serve.log", "wb"),
-            env=env,
-        )
+        serves = [start_serve(store, d, 0, env)]
         worker: subprocess.Popen[bytes] | None = None
         try:
-            base = "http://" + await wait_ready(d / "ready", serve, "conveyor serve")
+            bases = ["http://" + await wait_ready(d / "ready0", serves[0], "conveyor serve")]
+            for n in range(1, nodes):
+                serves.append(start_serve(store, d, n, env))
+                bases.append("http://" + await wait_ready(d / f"ready{n}", serves[n], "serve"))
+            base = bases[0]
             worker = subprocess.Popen(
                 [
                     str(BIN / "conveyor"),
                     "worker",
                     "bench.noop:app",
                     "--server",
-                    base,
+                    ",".join(bases),
                     "--concurrency",
                     "1024",
                 ],
@@ -203,8 +217,9 @@ async def run(events: int, batch: int, rate: int, seconds: float, store_url: str
                         break
                     await asyncio.sleep(0.05)
                 stats_path = d / "stats.json"
+                await asyncio.sleep(1.5 if nodes > 1 else 0)  # every node learns the topic
                 start = await publish_all(
-                    session, f"{base}/v1/topics/bench/events/batch", events, batch, 4
+                    session, [f"{b}/v1/topics/bench/events/batch" for b in bases], events, batch, 4
                 )
                 published = time.time()
                 figures.publish_rate = events / (published - start)
@@ -227,11 +242,13 @@ async def run(events: int, batch: int, rate: int, seconds: float, store_url: str
                     figures.latency_p99_ms = lat[int(len(lat) * 0.99) - 1] * 1000
                     figures.latency_max_ms = lat[-1] * 1000
             figures.rss_mb = {
-                "conveyor serve": peak_rss_mb(serve.pid),
-                "conveyor worker": peak_rss_mb(worker.pid),
+                f"conveyor serve #{n + 1}": peak_rss_mb(p.pid) for n, p in enumerate(serves)
             }
+            figures.rss_mb["conveyor worker"] = peak_rss_mb(worker.pid)
+            figures.nodes = nodes
+            figures.store = "PostgreSQL" if store_url else "SQLite"
         finally:
-            for proc in (worker, serve):
+            for proc in (worker, *serves):
                 if proc is not None and proc.poll() is None:
                     proc.terminate()
                     try:
@@ -247,7 +264,8 @@ def table(f: Figures, when: str) -> str:
     return "\n".join(
         [
             f"Machine: {machine()}",
-            f"Run: {when}, `make bench` (python -m bench.drain --events {f.events})",
+            f"Store: {f.store}, {f.nodes} node(s). Run: {when}, `make bench` "
+            f"(python -m bench.drain --events {f.events})",
             "",
             "| figure | value |",
             "|---|---|",
@@ -264,8 +282,8 @@ def table(f: Figures, when: str) -> str:
     )
 
 
-def write_doc(path: Path, text: str) -> None:
-    begin, end = "<!-- bench:drain:begin -->", "<!-- bench:drain:end -->"
+def write_doc(path: Path, text: str, section: str = "drain") -> None:
+    begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     block = f"{begin}\n{text}\n{end}"
     if begin in doc and end in doc:
@@ -287,12 +305,18 @@ def main() -> None:
         metavar="URL",
         help="run on this PostgreSQL (a fresh schema) instead of SQLite",
     )
+    parser.add_argument("--nodes", type=int, default=1, help="conveyor serve processes")
+    parser.add_argument("--section", default="drain", help="the doc section to rewrite")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.events, args.batch, args.rate, args.seconds, args.postgres))
+    if args.nodes > 1 and not args.postgres:
+        parser.error("several nodes need --postgres (SQLite is embedded, single-node)")
+    figures = asyncio.run(
+        run(args.events, args.batch, args.rate, args.seconds, args.postgres, nodes=args.nodes)
+    )
     text = table(figures, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     print(text)
     if args.write_doc:
-        write_doc(args.write_doc, text)
+        write_doc(args.write_doc, text, args.section)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class Catalog:
         self._subs: dict[str, Subscription] = {}
         self._on_put: list[SubscriptionListener] = []
         self._on_remove: list[RemovalListener] = []
+        self._on_topic: list[Callable[[Topic], None]] = []
 
     async def load(self) -> None:
         """Read the catalog from the store."""
@@ -75,6 +76,10 @@ class Catalog:
         self._on_put.append(on_put)
         self._on_remove.append(on_remove)
 
+    def listen_topics(self, on_new: Callable[[Topic], None]) -> None:
+        """Be told when a topic this node had not seen appears (here or on another node)."""
+        self._on_topic.append(on_new)
+
     # -- topics -----------------------------------------------------------------------------
     def topic(self, name: str) -> Topic:
         """A topic by name.
@@ -113,7 +118,11 @@ class Catalog:
         return created
 
     def _cache_topic(self, topic: Topic) -> None:
+        new = topic.name not in self._topics
         self._topics[topic.name] = topic
+        if new:
+            for listener in self._on_topic:
+                listener(topic)
         if topic.schema is None:
             self._validators.pop(topic.name, None)
         else:

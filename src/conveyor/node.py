@@ -123,6 +123,8 @@ class Node(AsyncResource):
                 ttl=settings.lease_ttl,
                 on_change=self.dispatcher.set_ownership,
             )
+            # A new topic's partitions are leased at once, not at the next round.
+            self.catalog.listen_topics(lambda _: self.leases.kick() if self.leases else None)
         self._main: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._closed = False

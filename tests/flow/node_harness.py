@@ -41,7 +41,9 @@ async def running_node(
 ) -> AsyncIterator[Node]:
     """A started node on the store at ``store_url`` (the ``store_url`` fixture, or a SQLite
     file), with the endpoint registered."""
-    node = Node(NodeSettings(store=str(store_url)), clock=clock, jitter=highest)
+    # One node, no leases: these tests are about flow control, and move the FakeClock far
+    # past any lease TTL (leases have their own tests in tests/cluster).
+    node = Node(NodeSettings(store=str(store_url), cluster=False), clock=clock, jitter=highest)
     await node.start()
     try:
         await node.register_endpoint(LAMBDA, "e1", endpoint.url, ttl=3600, concurrency=64)

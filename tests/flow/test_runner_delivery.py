@@ -324,7 +324,8 @@ async def test_closing_a_node_inside_a_flush_interval_commits_progress_and_retur
     store_url: str, clock: FakeClock, endpoint: PushEndpoint
 ) -> None:
     # Given a node that commits progress every 0.5 s, and an event it just delivered
-    node = Node(NodeSettings(store=store_url, flush_interval=0.5), clock=clock, jitter=highest)
+    settings = NodeSettings(store=store_url, flush_interval=0.5, cluster=False)
+    node = Node(settings, clock=clock, jitter=highest)
     await node.start()
     await node.register_endpoint(LAMBDA, "e1", endpoint.url, ttl=3600, concurrency=64)
     sub = await subscribe(node, partitions=1)

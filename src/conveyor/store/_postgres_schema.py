@@ -88,11 +88,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_by_age ON idempotency (created_ms);
     """,
-    # 2: partition leases (owner, fencing epoch, expiry) and the nodes of a cluster.
+    # 2: partition leases (owner, fencing epoch, expiry) and the nodes of a cluster. Leases
+    # live apart from the partition heads, so that appends (which lock heads) and fencing
+    # checks (which share-lock leases) never wait on each other.
     """
-    ALTER TABLE partitions ADD COLUMN owner TEXT;
-    ALTER TABLE partitions ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
-    ALTER TABLE partitions ADD COLUMN lease_ms BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE leases (
+        topic_id BIGINT NOT NULL,
+        part     BIGINT NOT NULL,
+        owner    TEXT,
+        epoch    BIGINT NOT NULL DEFAULT 0,
+        lease_ms BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (topic_id, part)
+    );
+    INSERT INTO leases (topic_id, part) SELECT topic_id, part FROM partitions;
     CREATE TABLE nodes (
         id         TEXT PRIMARY KEY,
         url        TEXT NOT NULL,

@@ -4,11 +4,12 @@ Threads: one writer thread owns the writing connection and runs every transactio
 commit: many operations, one transaction, one fsync); one reader thread owns a second
 connection for queries. The event loop never touches the database directly.
 
-Offsets: the writer assigns them from ``_next``, its cache of each partition's head, and
-writes the new heads at the end of the transaction with a compare-and-set on the old value.
-A second writer of the same partition (another process on the same database) therefore makes
-the transaction fail instead of reusing offsets, and the cache is reloaded: offsets stay
-gap-free and unique whoever writes.
+Offsets: operations queue their appends; at the end of the transaction the writer moves each
+partition's head with ``UPDATE partitions SET next_off = next_off + n … RETURNING`` — in
+sorted partition order, so writers on several nodes never deadlock — and writes the rows in
+one bulk statement. The head's row lock is held until COMMIT, so a second writer of the same
+partition waits and then continues from the new head: offsets are gap-free, unique, and
+become visible in order (no ``bigserial`` skip), whoever writes.
 
 Dialects differ in connecting, migrations, placeholders and bulk inserts only; every
 statement here is written with ``?`` placeholders and ``ON CONFLICT`` upserts, which both
@@ -22,6 +23,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -122,12 +125,11 @@ class SqlStore(Store):
         self._w: Connection | None = None
         self._r: Connection | None = None
         self._commit = GroupCommit(self._execute_batch, max_batch=max_batch)
-        # Writer-thread state. Invariant: _next holds, for every partition touched, the next
-        # offset to assign; it runs ahead of the committed `partitions` table only inside an
-        # open transaction, and is restored from the journal when that transaction fails.
-        self._next: dict[tuple[int, int], int] = {}
-        self._journal: dict[tuple[int, int], int] = {}
-        self._log_rows: list[tuple[object, ...]] = []
+        # Writer-thread state of the open transaction: the appends its operations queued,
+        # what to write once their offsets are known, and the idempotency keys it stored.
+        self._appends: list[_Append] = []
+        self._after_appends: list[Callable[[], None]] = []
+        self._txn_keys: dict[tuple[int, str], tuple[Stored, bytes | None]] = {}
         self._topic_ids: dict[str, int] = {}
         self._topic_names: dict[int, str] = {}
         self._closed = False
@@ -152,9 +154,11 @@ class SqlStore(Store):
     def _xmany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         """Run one statement for many rows on the writing connection."""
 
-    def _insert_log(self, rows: list[tuple[object, ...]]) -> None:
-        # Appends are written once per transaction, in one bulk statement, before COMMIT.
-        self._log_rows.extend(rows)
+    def _append(
+        self, tid: int, part: int, row: tuple[object, ...], on_offset: Callable[[int], None]
+    ) -> None:
+        """Queue a log row (without its offset); ``on_offset`` learns the offset it gets."""
+        self._appends.append(_Append(tid, part, row, on_offset))
 
     def _write_log(self, rows: list[tuple[object, ...]]) -> None:
         if rows:
@@ -248,34 +252,51 @@ class SqlStore(Store):
 
     def _run_batch(self, ops: list[Callable[[], object]]) -> list[object]:
         # Invariant: an operation raises a ConveyorError (bad request, conflict) only before it
-        # writes anything, so such an error fails that operation alone with no savepoint. Any
-        # other error (from the database) fails the whole transaction.
-        touched: dict[tuple[int, int], int] = {}  # partition -> head before this transaction
+        # writes anything, so such an error fails that operation alone with no savepoint (its
+        # queued appends are dropped). Any other error fails the whole transaction.
         results: list[object] = []
-        self._log_rows = []
+        self._appends, self._after_appends, self._txn_keys = [], [], {}
         self._x(self.begin_sql)
         try:
             for op in ops:
-                self._journal = {}
+                queued, hooks = len(self._appends), len(self._after_appends)
                 try:
                     results.append(op())
                 except ConveyorError as e:
-                    self._next.update(self._journal)
+                    del self._appends[queued:]
+                    del self._after_appends[hooks:]
                     results.append(e)
-                else:
-                    for k, v in self._journal.items():
-                        touched.setdefault(k, v)
-            self._write_log(self._log_rows)
-            self._log_rows = []
-            self._flush_heads(touched)
+            self._write_appends()
+            for hook in self._after_appends:
+                hook()
             self._x("COMMIT")
         except BaseException:
             self._rollback_quietly()
-            # The database is the truth again: heads and topic ids are reloaded on demand.
-            self._next.clear()
             self._reload_topic_ids()
             raise
+        finally:
+            self._appends, self._after_appends, self._txn_keys = [], [], {}
         return results
+
+    def _write_appends(self) -> None:
+        by_partition: dict[tuple[int, int], list[_Append]] = {}
+        for append in self._appends:
+            by_partition.setdefault((append.tid, append.part), []).append(append)
+        rows: list[tuple[object, ...]] = []
+        for (tid, part), appends in sorted(by_partition.items()):
+            head = self._x(
+                "UPDATE partitions SET next_off = next_off + ? WHERE topic_id = ? AND part = ? "
+                "RETURNING next_off",
+                (len(appends), tid, part),
+            ).fetchone()
+            if head is None:
+                raise StoreUnavailable(f"partition {part} of topic #{tid} does not exist")
+            first = int(head[0]) - len(appends)  # type: ignore[call-overload]
+            for offset, append in enumerate(appends, start=first):
+                row = append.row
+                rows.append((row[0], row[1], offset, *row[2:]))
+                append.on_offset(offset)
+        self._write_log(rows)
 
     def _rollback_quietly(self) -> None:
         # No transaction may be open any more, or the link may be gone: nothing to undo then.
@@ -290,41 +311,10 @@ class SqlStore(Store):
             self._topic_names[int(tid)] = str(name)  # type: ignore[call-overload]
 
     def _head(self, tid: int, part: int) -> int:
-        key = (tid, part)
-        head = self._next.get(key)
-        if head is None:
-            row = self._x(
-                "SELECT next_off FROM partitions WHERE topic_id = ? AND part = ?", key
-            ).fetchone()
-            head = int(row[0]) if row else 0  # type: ignore[call-overload]
-            self._next[key] = head
-        return head
-
-    def _alloc(self, tid: int, part: int) -> int:
-        off = self._head(tid, part)
-        self._journal.setdefault((tid, part), off)
-        self._next[(tid, part)] = off + 1
-        return off
-
-    def _flush_heads(self, touched: dict[tuple[int, int], int]) -> None:
-        # Compare-and-set, in one statement: every head moves from the value this writer
-        # read, or the whole transaction fails (another writer appended meanwhile).
-        if not touched:
-            return
-        values = ", ".join(["(?, ?, ?, ?)"] * len(touched))
-        params: list[object] = []
-        for (tid, part), old in touched.items():
-            params += [tid, part, self._next[(tid, part)], old]
-        moved = self._x(
-            "WITH v (t, p, new, old) AS (VALUES " + values + ") "
-            "UPDATE partitions SET next_off = v.new FROM v WHERE partitions.topic_id = v.t "
-            "AND partitions.part = v.p AND partitions.next_off = v.old RETURNING partitions.part",
-            params,
-        ).fetchall()
-        if len(moved) != len(touched):
-            raise StoreUnavailable(
-                "a partition was appended to by another writer; nothing was stored, retry"
-            )
+        row = self._x(
+            "SELECT next_off FROM partitions WHERE topic_id = ? AND part = ?", (tid, part)
+        ).fetchone()
+        return 0 if row is None else int(row[0])  # type: ignore[call-overload]
 
     def _tid(self, topic: str) -> int:
         tid = self._topic_ids.get(topic)
@@ -354,6 +344,10 @@ class SqlStore(Store):
         tid = int(created[0])  # type: ignore[call-overload]
         self._xmany(
             "INSERT INTO partitions (topic_id, part, next_off) VALUES (?, ?, 0)",
+            [(tid, p) for p in range(topic.partitions)],
+        )
+        self._xmany(
+            "INSERT INTO leases (topic_id, part) VALUES (?, ?)",
             [(tid, p) for p in range(topic.partitions)],
         )
         self._topic_ids[topic.name] = tid
@@ -460,14 +454,16 @@ class SqlStore(Store):
     ) -> PublishBatchResult:
         tid = self._tid(topic.name)
         result = PublishBatchResult([], [], [])
-        log_rows: list[tuple[object, ...]] = []
         timer_rows: list[tuple[object, ...]] = []
-        idem_rows: list[tuple[object, ...]] = []
-        seen: dict[str, tuple[Stored, bytes | None]] = {}
+        idem: list[tuple[NewEvent, Stored]] = []
+        seen: dict[tuple[int, str], tuple[Stored, bytes | None]] = {}
         for index, ev in enumerate(events):
             if ev.idempotency_key is not None:
-                prior = seen.get(ev.idempotency_key) or self._idempotent(
-                    tid, ev.idempotency_key, now_ms - dedup_ms
+                key = (tid, ev.idempotency_key)
+                prior = (
+                    seen.get(key)
+                    or self._txn_keys.get(key)
+                    or self._idempotent(tid, ev.idempotency_key, now_ms - dedup_ms)
                 )
                 if prior is not None:
                     first, digest = prior
@@ -489,26 +485,33 @@ class SqlStore(Store):
                 result.timers.append((due, ev.id))
                 stored = Stored(ev.id, None, None, due)
             else:
-                off = self._alloc(tid, ev.partition)
-                log_rows.append(
-                    (tid, ev.partition, off, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
-                     ev.deliver_at_ms)
+                stored = Stored(ev.id, ev.partition, None, ev.deliver_at_ms)
+                self._append(
+                    tid,
+                    ev.partition,
+                    (tid, ev.partition, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
+                     ev.deliver_at_ms),
+                    partial(_appended, result.appended, stored, topic.name, ev),
                 )  # fmt: skip
-                result.appended.append(
-                    Event(ev.id, topic.name, ev.partition, off, ev.key, ev.attributes,
-                          ev.payload, ev.publish_ms, ev.deliver_at_ms)
-                )  # fmt: skip
-                stored = Stored(ev.id, ev.partition, off, ev.deliver_at_ms)
             if ev.idempotency_key is not None:
-                seen[ev.idempotency_key] = (stored, ev.digest)
-                idem_rows.append(
-                    (tid, ev.idempotency_key, ev.id, stored.partition, stored.offset,
-                     stored.deliver_at_ms, ev.digest, now_ms)
-                )  # fmt: skip
+                seen[(tid, ev.idempotency_key)] = (stored, ev.digest)
+                idem.append((ev, stored))
             result.stored.append(stored)
-        self._insert_log(log_rows)
+        # Nothing below raises a ConveyorError: the operation is now certain to be kept.
+        self._txn_keys.update(seen)
         if timer_rows:
             self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
+        if idem:
+            # Written once the offsets are known (the key remembers where the event went).
+            self._after_appends.append(partial(self._remember_keys, tid, idem, now_ms))
+        return result
+
+    def _remember_keys(self, tid: int, idem: list[tuple[NewEvent, Stored]], now_ms: int) -> None:
+        idem_rows = [
+            (tid, ev.idempotency_key, ev.id, stored.partition, stored.offset,
+             stored.deliver_at_ms, ev.digest, now_ms)
+            for ev, stored in idem
+        ]  # fmt: skip
         if idem_rows:
             self._xmany(
                 "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -518,7 +521,6 @@ class SqlStore(Store):
                 "created_ms = excluded.created_ms",
                 idem_rows,
             )
-        return result
 
     def _idempotent(self, tid: int, key: str, cutoff_ms: int) -> tuple[Stored, bytes | None] | None:
         row = self._x(
@@ -624,7 +626,6 @@ class SqlStore(Store):
         # DELETE … RETURNING claims the timers: when several nodes fire the same timer, the
         # first to delete it appends its event and the others find nothing.
         appended: list[Event] = []
-        rows: list[tuple[object, ...]] = []
         claimed: list[tuple[object, ...]] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
@@ -639,13 +640,22 @@ class SqlStore(Store):
             name = self._topic_names.get(tid)  # type: ignore[call-overload]
             if name is None:
                 continue
-            off = self._alloc(tid, part)  # type: ignore[arg-type]
-            rows.append((tid, part, off, eid, key, attrs, payload, publish_ms, due))
-            appended.append(
-                Event(eid, name, part, off, key, _attrs(attrs), bytes(payload),  # type: ignore[arg-type, call-overload]
-                      publish_ms, due)  # type: ignore[arg-type]
-            )  # fmt: skip
-        self._insert_log(rows)
+            event = NewEvent(
+                str(eid),
+                int(part),  # type: ignore[call-overload]
+                key,  # type: ignore[arg-type]
+                _attrs(attrs),  # type: ignore[arg-type]
+                bytes(payload),  # type: ignore[call-overload]
+                int(publish_ms),  # type: ignore[call-overload]
+                int(due),  # type: ignore[call-overload]
+                False,
+            )
+            self._append(
+                tid,  # type: ignore[arg-type]
+                event.partition,
+                (tid, part, eid, key, attrs, payload, publish_ms, due),
+                partial(_appended, appended, None, name, event),
+            )
         return appended
 
     # -- progress ---------------------------------------------------------------------------
@@ -702,7 +712,10 @@ class SqlStore(Store):
                     ],
                 )  # fmt: skip
             for topic, ev in p.dead_letters:
-                appended.extend(self._publish(topic, [ev], ev.publish_ms, 0).appended)
+                # The events get their offsets at the end of the transaction; the list
+                # returned is filled then, before COMMIT.
+                published = self._publish(topic, [ev], ev.publish_ms, 0)
+                self._after_appends.append(partial(appended.extend, published.appended))
         return appended
 
     lock_for_share = ""  # the dialect's row lock that keeps an epoch until COMMIT
@@ -711,14 +724,22 @@ class SqlStore(Store):
         if not p.epochs:
             return
         tid = self._tid(p.topic)
+        touched = sorted(p.partitions())
+        if not touched:
+            return
+        # Only the rows of this progress's own partitions are share-locked (until COMMIT), so
+        # a takeover waits for this commit, and nodes checking their own partitions never
+        # wait on each other.
+        marks = ",".join("?" * len(touched))
         current = {
             int(part): int(epoch)  # type: ignore[call-overload]
             for part, epoch in self._x(
-                "SELECT part, epoch FROM partitions WHERE topic_id = ?" + self.lock_for_share,
-                (tid,),
+                f"SELECT part, epoch FROM leases WHERE topic_id = ? AND part IN ({marks}) "
+                "ORDER BY part" + self.lock_for_share,
+                (tid, *touched),
             ).fetchall()
         }
-        for part in p.partitions():
+        for part in touched:
             if p.epochs.get(part) != current.get(part):
                 raise LeaseLost(
                     f"partition {part} of {p.topic!r} is now held under epoch "
@@ -760,6 +781,14 @@ class SqlStore(Store):
         return {str(state): int(n) for state, n in rows}  # type: ignore[call-overload]
 
     # -- cluster ----------------------------------------------------------------------------
+    async def _solo(self, op: Callable[[], T]) -> T:
+        """Run ``op`` in a transaction of its own (lease changes never share one with
+        appends, whose locks they could otherwise cross)."""
+        (result,) = await self._in_writer(lambda: self._run_batch([op]))
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[return-value]
+
     async def heartbeat_node(self, node: NodeInfo) -> None:
         def run() -> None:
             self._x(
@@ -769,7 +798,7 @@ class SqlStore(Store):
                 (node.id, node.url, node.roles, node.expires_ms),
             )
 
-        await self._commit.submit(run)
+        await self._solo(run)
 
     async def list_nodes(self) -> list[NodeInfo]:
         rows = await self._in_reader(
@@ -780,8 +809,8 @@ class SqlStore(Store):
     async def list_leases(self) -> list[Lease]:
         rows = await self._in_reader(
             lambda: self._read(
-                "SELECT t.name, p.part, p.owner, p.epoch, p.lease_ms FROM partitions p "
-                "JOIN topics t ON t.id = p.topic_id ORDER BY t.name, p.part"
+                "SELECT t.name, l.part, l.owner, l.epoch, l.lease_ms FROM leases l "
+                "JOIN topics t ON t.id = l.topic_id ORDER BY t.name, l.part"
             )
         )
         return [
@@ -795,14 +824,14 @@ class SqlStore(Store):
     ) -> int | None:
         def run() -> int | None:
             row = self._x(
-                "UPDATE partitions SET owner = ?, epoch = epoch + 1, lease_ms = ? "
+                "UPDATE leases SET owner = ?, epoch = epoch + 1, lease_ms = ? "
                 "WHERE topic_id = ? AND part = ? AND (owner IS NULL OR owner = ? OR lease_ms < ?) "
                 "RETURNING epoch",
                 (owner, until_ms, self._tid(topic), partition, owner, now_ms),
             ).fetchone()
             return None if row is None else int(row[0])  # type: ignore[call-overload]
 
-        return await self._commit.submit(run)
+        return await self._solo(run)
 
     async def renew_leases(
         self, owner: str, held: Sequence[tuple[str, int, int]], until_ms: int
@@ -816,7 +845,7 @@ class SqlStore(Store):
                 if tid is None:
                     continue
                 done = self._x(
-                    "UPDATE partitions SET lease_ms = ? WHERE topic_id = ? AND part = ? "
+                    "UPDATE leases SET lease_ms = ? WHERE topic_id = ? AND part = ? "
                     "AND owner = ? AND epoch = ?",
                     (until_ms, tid, part, owner, epoch),
                 ).rowcount
@@ -824,17 +853,17 @@ class SqlStore(Store):
                     renewed.append((topic, part))
             return renewed
 
-        return await self._commit.submit(run)
+        return await self._solo(run)
 
     async def release_lease(self, topic: str, partition: int, owner: str, epoch: int) -> None:
         def run() -> None:
             self._x(
-                "UPDATE partitions SET owner = NULL, lease_ms = 0 WHERE topic_id = ? AND part = ? "
+                "UPDATE leases SET owner = NULL, lease_ms = 0 WHERE topic_id = ? AND part = ? "
                 "AND owner = ? AND epoch = ?",
                 (self._tid(topic), partition, owner, epoch),
             )
 
-        await self._commit.submit(run)
+        await self._solo(run)
 
     async def heads(self) -> dict[tuple[str, int], int]:
         rows = await self._in_reader(
@@ -886,3 +915,26 @@ class SqlStore(Store):
 def _cursor(cur: object, acked: object, start: object) -> CursorState:
     ranges: Ranges = list(_ranges_decoder.decode(bytes(acked))) if acked else []  # type: ignore[call-overload]
     return CursorState(int(cur), ranges, int(start))  # type: ignore[call-overload]
+
+
+@dataclass(slots=True)
+class _Append:
+    """A log row queued by an operation; its offset is assigned at the end of the
+    transaction."""
+
+    tid: int
+    part: int
+    row: tuple[object, ...]  # (topic_id, part, id, key, attrs, payload, publish_ms, deliver_at)
+    on_offset: Callable[[int], None]
+
+
+def _appended(
+    appended: list[Event], stored: Stored | None, topic: str, ev: NewEvent, offset: int
+) -> None:
+    """Record an appended event once its offset is known."""
+    if stored is not None:
+        stored.offset = offset
+    appended.append(
+        Event(ev.id, topic, ev.partition, offset, ev.key, ev.attributes, ev.payload,
+              ev.publish_ms, ev.deliver_at_ms)
+    )  # fmt: skip
