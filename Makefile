@@ -29,9 +29,17 @@ check: $(STAMP)
 	$(BIN)/mypy --strict --exclude '^tests/conftest\.py$$' src tests
 	$(BIN)/mypy --strict tests/conftest.py  # alone: mypy names it "conftest", as tests/e2e's
 
-## Benchmarks (never part of `make test`); the table goes to docs/benchmarks.md.
+## Benchmarks (never part of `make test`); the tables go to docs/benchmarks.md. The PostgreSQL
+## runs use CONVEYOR_BENCH_POSTGRES, else the local server when pg_isready finds one.
+PG_BENCH ?= $(or $(CONVEYOR_BENCH_POSTGRES),$(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo postgresql://postgres@127.0.0.1:5432/test))
 bench: $(STAMP)
 	$(BIN)/python -m bench.drain --write-doc docs/benchmarks.md
+ifneq ($(PG_BENCH),)
+	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --section pg1 --write-doc docs/benchmarks.md
+	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --nodes 2 --section pg2 --write-doc docs/benchmarks.md
+else
+	@echo "no PostgreSQL found: skipping the PostgreSQL drain benchmarks"
+endif
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples
