@@ -34,28 +34,30 @@ async def test_a_frontend_node_stores_publishes_and_a_dispatch_node_delivers_the
 ) -> None:
     # Given a frontend-only node with a subscription and a worker endpoint
     clock = SystemClock()
-    async with PushEndpoint(clock) as endpoint:  # type: ignore[arg-type]
-        async with Node(settings(store_url, "front", "frontend"), clock=clock) as front:
-            await subscribe(front)
-            await front.register_endpoint(LAMBDA, "w1", endpoint.url, ttl=60, concurrency=64)
-            # When events are published through it
-            results = await front.publisher.publish(
-                TOPIC, [request({"n": n}, key=f"k{n}") for n in range(20)], batch=True
-            )
-            # Then they are stored but nobody delivers them: the node leases nothing
-            await asyncio.sleep(0.5)
-            assert len(results) == 20
-            assert endpoint.received == []
-            assert front.dispatcher.runner(SUB) is None
-            assert all(lease.owner is None for lease in await front.store.list_leases())
+    async with (
+        PushEndpoint(clock) as endpoint,  # type: ignore[arg-type]
+        Node(settings(store_url, "front", "frontend"), clock=clock) as front,
+    ):
+        await subscribe(front)
+        await front.register_endpoint(LAMBDA, "w1", endpoint.url, ttl=60, concurrency=64)
+        # When events are published through it
+        results = await front.publisher.publish(
+            TOPIC, [request({"n": n}, key=f"k{n}") for n in range(20)], batch=True
+        )
+        # Then they are stored but nobody delivers them: the node leases nothing
+        await asyncio.sleep(0.5)
+        assert len(results) == 20
+        assert endpoint.received == []
+        assert front.dispatcher.runner(SUB) is None
+        assert all(lease.owner is None for lease in await front.store.list_leases())
 
-            # When a dispatch node joins the same store
-            async with Node(settings(store_url, "back", "dispatch"), clock=clock) as back:
-                # Then it leases every partition and delivers every event
-                await eventually(lambda: len(endpoint.received) == 20)
-                owners = {lease.owner for lease in await back.store.list_leases()}
-                assert owners == {"back"}
-                assert sorted(r.payload["n"] for r in endpoint.received) == list(range(20))  # type: ignore[index]
+        # When a dispatch node joins the same store
+        async with Node(settings(store_url, "back", "dispatch"), clock=clock) as back:
+            # Then it leases every partition and delivers every event
+            await eventually(lambda: len(endpoint.received) == 20)
+            owners = {lease.owner for lease in await back.store.list_leases()}
+            assert owners == {"back"}
+            assert sorted(r.payload["n"] for r in endpoint.received) == list(range(20))  # type: ignore[index]
 
 
 async def test_a_topic_created_on_another_node_is_leased_and_delivered_at_once(
