@@ -50,6 +50,10 @@ async def test_a_frontend_node_stores_publishes_and_a_dispatch_node_delivers_the
         assert endpoint.received == []
         assert front.dispatcher.runner(SUB) is None
         assert all(lease.owner is None for lease in await front.store.list_leases())
+        # And the subscription's figures, read from the store, show the whole backlog
+        stats = (await front.status.subscription(SUB)).stats
+        assert (stats.backlog, stats.in_flight) == (20, 0)
+        assert stats.oldest_pending_age is not None
 
         # When a dispatch node joins the same store
         async with Node(settings(store_url, "back", "dispatch"), clock=clock) as back:
@@ -58,6 +62,7 @@ async def test_a_frontend_node_stores_publishes_and_a_dispatch_node_delivers_the
             owners = {lease.owner for lease in await back.store.list_leases()}
             assert owners == {"back"}
             assert sorted(r.payload["n"] for r in endpoint.received) == list(range(20))  # type: ignore[index]
+            await eventually(lambda: back.dispatcher.runner(SUB) is not None)
 
 
 async def test_a_topic_created_on_another_node_is_leased_and_delivered_at_once(

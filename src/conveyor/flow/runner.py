@@ -618,6 +618,10 @@ class Runner:
         retrying = sum(1 for r in self._rows.values() if r.state == "retrying")
         return backlog, self.in_flight, retrying
 
+    def owned_partitions(self) -> list[int]:
+        """The partitions this runner dispatches."""
+        return [p.index for p in self._order]
+
     def oldest_unfinished(self) -> list[tuple[int, int]]:
         """(partition, cursor) of every partition with unfinished events."""
         return [(p.index, p.progress.cursor) for p in self._order if p.progress.cursor < p.head]

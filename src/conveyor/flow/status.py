@@ -143,15 +143,29 @@ class StatusService:
         return [SubscriptionInfo(s, await self._stats(s)) for s in self._catalog.subscriptions()]
 
     async def _stats(self, sub: Subscription) -> SubscriptionStats:
+        # Committed progress covers every partition (those other nodes dispatch included);
+        # this node's runner knows its own partitions more recently, and wins for them.
         counts = await self._store.count_rows(sub.name)
         stats = SubscriptionStats(retrying=counts.get("retrying", 0), dead=counts.get("dead", 0))
-        runner = self._dispatcher.runner(sub.name)
-        if runner is None:
-            return stats
-        stats.backlog, stats.in_flight, _ = runner.stats()
         topic = self._catalog.topic(sub.topic)
+        cursors, _ = await self._store.load_progress(sub)
+        ends = await self._store.log_ends(topic)
+        runner = self._dispatcher.runner(sub.name)
+        owned = set(runner.owned_partitions()) if runner else set()
+        unfinished = runner.oldest_unfinished() if runner else []
+        for partition, end in enumerate(ends):
+            state = cursors.get(partition)
+            if partition in owned or state is None:
+                continue
+            done = sum(hi - lo for lo, hi in state.acked)
+            stats.backlog += max(0, end - state.cursor - done)
+            if state.cursor < end:
+                unfinished.append((partition, state.cursor))
+        if runner is not None:
+            backlog, stats.in_flight, _ = runner.stats()
+            stats.backlog += backlog
         oldest: int | None = None
-        for partition, cursor in runner.oldest_unfinished():
+        for partition, cursor in unfinished:
             events = await self._store.read_log(topic, partition, cursor, 1)
             if events and (oldest is None or events[0].publish_ms < oldest):
                 oldest = events[0].publish_ms
