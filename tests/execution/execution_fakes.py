@@ -10,12 +10,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 import msgspec
 from aiohttp import web
 
+from conveyor._resource import AsyncResource
 from conveyor.api.schemas import ErrorBody, ErrorResponse
 from conveyor.delivery.protocol import PushEvent, PushRequest
 from conveyor.model import Subscription, Topic
@@ -61,7 +60,7 @@ class Call:
 
 
 @dataclass
-class FakePlatform:
+class FakePlatform(AsyncResource):
     """The platform's registration API, recording every call.
 
     Attributes:
@@ -82,7 +81,7 @@ class FakePlatform:
         """The calls with ``method`` whose path starts with ``prefix``."""
         return [c for c in self.calls if c.method == method and c.path.startswith(prefix)]
 
-    async def __aenter__(self) -> Self:
+    async def _enter(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/topics", self._create_topic)
         app.router.add_put("/v1/subscriptions/{name}", self._put_subscription)
@@ -93,14 +92,8 @@ class FakePlatform:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 import msgspec
 from aiohttp import web
 
+from conveyor._resource import AsyncResource
 from conveyor.clock import FakeClock
 from conveyor.delivery.protocol import (
     PUSH_PATH,
@@ -75,7 +74,7 @@ class Received:
         return msgspec.json.decode(self.event.payload)
 
 
-class PushEndpoint:
+class PushEndpoint(AsyncResource):
     """The endpoint; an async context manager serving on a free port.
 
     Args:
@@ -102,7 +101,7 @@ class PushEndpoint:
     def payloads(self) -> list[object]:
         return [r.payload for r in self.received]
 
-    async def __aenter__(self) -> Self:
+    async def _enter(self) -> None:
         app = web.Application()
         app.router.add_post(PUSH_PATH, self._push)
         self._runner = web.AppRunner(app, access_log=None)
@@ -110,14 +109,8 @@ class PushEndpoint:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}{PUSH_PATH}"
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -130,7 +123,7 @@ class PushEndpoint:
         keys = [e.key for e in push.events if e.key is not None]
         for event in push.events:
             self.received.append(Received(event, push.subscription, now))
-        self._enter(len(push.events), keys)
+        self._arrive(len(push.events), keys)
         try:
             if self.hold:
                 await asyncio.sleep(self.hold)
@@ -149,7 +142,7 @@ class PushEndpoint:
         body = msgspec.json.encode(PushResponse(results))
         return web.Response(body=body, content_type="application/json", headers=reply.headers)
 
-    def _enter(self, events: int, keys: list[str]) -> None:
+    def _arrive(self, events: int, keys: list[str]) -> None:
         self.in_flight += events
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         for key in keys:
