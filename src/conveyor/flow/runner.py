@@ -355,6 +355,14 @@ class Runner:
             taken += 1
 
     async def _push(self, endpoint: EndpointState, batch: list[Event], attempts: list[int]) -> None:
+        if not self._lease_valid():
+            # The task was created before the process paused (GC, SIGSTOP) and runs after: the
+            # lease may be another node's now, so nothing is sent; the events wait.
+            endpoint.in_flight -= len(batch)
+            self.in_flight -= len(batch)
+            self._ready.extendleft(reversed(list(zip(batch, attempts, strict=True))))
+            self._wake.set()
+            return
         batch_id = next(self._batch_ids)
         self._batches[batch_id] = batch
         started = self._clock.now()
