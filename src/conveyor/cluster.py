@@ -155,11 +155,7 @@ class LeaseManager:
             mine = owner_of(ref, nodes) == self.node_id
             if mine and ref not in self.owned:
                 free = lease.owner in (None, self.node_id) or lease.expires_ms < now_ms
-                epoch = (
-                    await self._store.acquire_lease(ref[0], ref[1], self.node_id, now_ms, until_ms)
-                    if free
-                    else None
-                )
+                epoch = await self._acquire(ref, now_ms, until_ms) if free else None
                 if epoch is not None:
                     self.owned[ref] = epoch
                     changed = True
@@ -175,18 +171,30 @@ class LeaseManager:
         for (topic, part), epoch in releasing.items():
             await self._store.release_lease(topic, part, self.node_id, epoch)
 
+    async def _acquire(self, ref: Ref, now_ms: int, until_ms: int) -> int | None:
+        try:
+            return await self._store.acquire_lease(ref[0], ref[1], self.node_id, now_ms, until_ms)
+        except ConveyorError as e:
+            # E.g. the lease row is locked by a stalled node's open transaction: next round.
+            log.info("could not take %s/%d yet: %s", ref[0], ref[1], e)
+            return None
+
     async def _renew(self, now: float, until_ms: int) -> bool:
         if not self.owned:
             self._valid_until = now + self.ttl * SAFETY
             return False
         held = [(t, p, e) for (t, p), e in self.owned.items()]
         renewed = set(await self._store.renew_leases(self.node_id, held, until_ms))
-        self._valid_until = now + self.ttl * SAFETY
         lost = [ref for ref in self.owned if ref not in renewed]
         for ref in lost:
             log.warning("lost the lease of %s/%d to another node", *ref)
             del self.owned[ref]
-        return bool(lost)
+        if lost:
+            # The lost partitions stop before the others are trusted again: until then the
+            # node's leases stay untrusted, so nothing is pushed for a lost partition.
+            await self._on_change(dict(self.owned))
+        self._valid_until = now + self.ttl * SAFETY
+        return False
 
     async def lost(self, topic: str) -> None:
         """A write for ``topic`` was refused: forget its partitions and rebalance now."""

@@ -146,6 +146,7 @@ class Node(AsyncResource):
                 lease_valid=self.leases.holds,
                 on_lease_lost=self.leases.lost,
                 heads_interval=self.settings.heads_interval,
+                retire_timeout=self.settings.lease_ttl / 4,
             )
         elif DISPATCH not in self.roles:
             self.dispatcher.use_leases(

@@ -70,6 +70,7 @@ class Dispatcher:
         self._dirty: set[Runner] = set()
         self._dirty_event = asyncio.Event()
         self._failed: list[Progress] = []
+        self._flush_lock = asyncio.Lock()
         self._stopping = False
         self._tg: asyncio.TaskGroup | None = None
         self._subs: dict[str, Subscription] = {}
@@ -78,6 +79,7 @@ class Dispatcher:
         self._lease_valid: Callable[[], bool] = lambda: True
         self._on_lease_lost: Callable[[str], Coroutine[object, object, None]] | None = None
         self._heads_interval: float | None = None
+        self._retire_timeout: float | None = None
         pool.set_listener(self._endpoints_changed)
 
     def use_leases(
@@ -87,6 +89,7 @@ class Dispatcher:
         lease_valid: Callable[[], bool],
         on_lease_lost: Callable[[str], Coroutine[object, object, None]],
         heads_interval: float,
+        retire_timeout: float | None = None,
     ) -> None:
         """Dispatch only the partitions this node leases (call before :meth:`run`).
 
@@ -95,11 +98,13 @@ class Dispatcher:
             lease_valid: whether the leases may still be trusted.
             on_lease_lost: told of a topic whose progress was refused by fencing.
             heads_interval: seconds between reads of partition heads (appends by others).
+            retire_timeout: seconds a runner losing its partitions may take to settle.
         """
         self._owned = dict(owned)
         self._lease_valid = lease_valid
         self._on_lease_lost = on_lease_lost
         self._heads_interval = heads_interval
+        self._retire_timeout = retire_timeout
 
     async def run(self, subscriptions: list[Subscription], started: asyncio.Event) -> None:
         """Run until :meth:`stop`; then settle in-flight pushes and commit all progress."""
@@ -175,7 +180,13 @@ class Dispatcher:
         task = self._tasks.pop(name, None)
         runner.stop()
         if task is not None:
-            await asyncio.wait({task})
+            # In a cluster, a stop is bounded so lease rounds go on: pushes still out after
+            # the bound are abandoned, and the partition's next holder delivers them again.
+            done, _ = await asyncio.wait({task}, timeout=self._retire_timeout)
+            if not done:
+                log.warning("subscription %s: abandoning pushes still out", name)
+                task.cancel()
+                await asyncio.wait({task})
         self._dirty.discard(runner)
 
     def runner(self, name: str) -> Runner | None:
@@ -281,6 +292,12 @@ class Dispatcher:
             await asyncio.wait(tasks)
 
     async def _flush(self) -> None:
+        # One flush at a time: a runner being retired must not find its progress already
+        # taken by a flush still writing it, and start its successor on older state.
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         while True:
             batch = self._failed
             self._failed = []

@@ -21,6 +21,9 @@ _LOG_COPY = (
     "COPY log (topic_id, part, off, id, key, attrs, payload, publish_ms, deliver_at_ms) FROM STDIN"
 )
 _PLACEHOLDER = re.compile(r"\?")
+IDLE_IN_TRANSACTION_MS = 1000
+LEASE_LOCK_TIMEOUT_MS = 250  # an acquisition blocked this long is retried next round
+MIGRATION_LOCK = 0x436F6E76  # the advisory lock nodes take while migrating ("Conv")
 
 
 @lru_cache(maxsize=512)
@@ -48,9 +51,26 @@ class PostgresStore(SqlStore):
     def _connect(self, *, writer: bool) -> Connection:
         conn = psycopg.connect(self.url, autocommit=True, prepare_threshold=None)
         conn.execute("SET synchronous_commit = on")
+        # Our transactions last milliseconds: one idle longer belongs to a stalled process
+        # (GC pause, SIGSTOP), and the server ends it so its row locks cannot stall the
+        # cluster; the process reconnects when it wakes.
+        conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
         if not writer:
             conn.execute("SET default_transaction_read_only = on")
         return conn
+
+    def _broken(self, conn: Connection) -> bool:
+        pg: psycopg.Connection[tuple[object, ...]] = conn  # type: ignore[assignment]
+        return bool(pg.closed or pg.broken)
+
+    def _migration_lock(self) -> None:
+        self._x("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+
+    def _migration_unlock(self) -> None:
+        self._x("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
+
+    def _lease_lock_timeout(self) -> None:
+        self._x(f"SET LOCAL lock_timeout = {LEASE_LOCK_TIMEOUT_MS}")
 
     def _migrations(self) -> list[str]:
         return MIGRATIONS

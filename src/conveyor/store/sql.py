@@ -194,8 +194,29 @@ class SqlStore(Store):
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
 
+    def _migration_lock(self) -> None:
+        """Serialize migrations of nodes starting together (a no-op where one process writes)."""
+
+    def _migration_unlock(self) -> None:
+        """Release :meth:`_migration_lock`."""
+
+    def _broken(self, conn: Connection) -> bool:
+        """Whether a connection is dead and must be opened again."""
+        del conn
+        return False
+
+    def _lease_lock_timeout(self) -> None:
+        """Make the lease transaction give up quickly on a row locked by a stalled node."""
+
     def _open_writer(self) -> None:
         self._w = self._connect(writer=True)
+        self._migration_lock()
+        try:
+            self._migrate()
+        finally:
+            self._migration_unlock()
+
+    def _migrate(self) -> None:
         self._x("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
         row = self._x("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
         version = int(str(row[0])) if row else 0
@@ -232,7 +253,16 @@ class SqlStore(Store):
         except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotFound):
             raise
         except Exception as e:
+            if self._r is not None and self._broken(self._r):
+                await asyncio.get_running_loop().run_in_executor(self._reader, self._reopen_reader)
             raise StoreUnavailable(f"read failed: {e}") from e
+
+    def _reopen_reader(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._r is not None:
+                self._r.close()
+        with contextlib.suppress(Exception):
+            self._r = self._connect(writer=False)
 
     @property
     def _wc(self) -> Connection:
@@ -272,11 +302,22 @@ class SqlStore(Store):
             self._x("COMMIT")
         except BaseException:
             self._rollback_quietly()
-            self._reload_topic_ids()
+            self._reopen_if_broken()
+            with contextlib.suppress(Exception):
+                self._reload_topic_ids()
             raise
         finally:
             self._appends, self._after_appends, self._txn_keys = [], [], {}
         return results
+
+    def _reopen_if_broken(self) -> None:
+        # A dead link (the server ended the session, a restart) is replaced at once, so the
+        # next transaction works again; this one's callers were told it failed.
+        if self._w is not None and self._broken(self._w):
+            with contextlib.suppress(Exception):
+                self._w.close()
+            with contextlib.suppress(Exception):
+                self._w = self._connect(writer=True)
 
     def _write_appends(self) -> None:
         by_partition: dict[tuple[int, int], list[_Append]] = {}
@@ -318,6 +359,10 @@ class SqlStore(Store):
 
     def _tid(self, topic: str) -> int:
         tid = self._topic_ids.get(topic)
+        if tid is None:
+            # Perhaps created through another node since this one last looked.
+            self._reload_topic_ids()
+            tid = self._topic_ids.get(topic)
         if tid is None:
             raise NotFound("topic", topic)
         return tid
@@ -784,7 +829,12 @@ class SqlStore(Store):
     async def _solo(self, op: Callable[[], T]) -> T:
         """Run ``op`` in a transaction of its own (lease changes never share one with
         appends, whose locks they could otherwise cross)."""
-        (result,) = await self._in_writer(lambda: self._run_batch([op]))
+        try:
+            (result,) = await self._in_writer(lambda: self._run_batch([op]))
+        except ConveyorError:
+            raise
+        except Exception as e:
+            raise StoreUnavailable(f"{self.name} store: {e}") from e
         if isinstance(result, BaseException):
             raise result
         return result  # type: ignore[return-value]
@@ -823,6 +873,7 @@ class SqlStore(Store):
         self, topic: str, partition: int, owner: str, now_ms: int, until_ms: int
     ) -> int | None:
         def run() -> int | None:
+            self._lease_lock_timeout()
             row = self._x(
                 "UPDATE leases SET owner = ?, epoch = epoch + 1, lease_ms = ? "
                 "WHERE topic_id = ? AND part = ? AND (owner IS NULL OR owner = ? OR lease_ms < ?) "
