@@ -65,7 +65,7 @@ class Platform:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.db = tmp / "conveyor.db"
+        self.db = str(tmp / "conveyor.db")  # a SQLite file, or a PostgreSQL URL
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Proc | None = None
@@ -120,9 +120,11 @@ class Platform:
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    """A running ``conveyor serve`` on a fresh SQLite file; stopped after the test."""
+def platform(tmp_path: Path, store_url: str) -> Iterator[Platform]:
+    """A running ``conveyor serve`` on a fresh store (SQLite file, or PostgreSQL schema);
+    stopped after the test."""
     p = Platform(tmp_path)
+    p.db = store_url
     p.start()
     yield p
     for worker in p.workers:

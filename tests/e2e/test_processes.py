@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -14,6 +13,7 @@ import pytest
 
 from conftest import Platform, wait_for
 from conveyor import Client, ConveyorError, InvalidRequest, NotFound, SchemaViolation
+from pg import count_rows
 
 
 def _state(client: Client, event_id: str) -> str:
@@ -139,10 +139,7 @@ def test_an_ordered_subscription_keeps_key_order_while_other_keys_pass_a_failing
 
 
 def _log_rows(platform: Platform) -> int:
-    with sqlite3.connect(platform.db) as db:
-        return int(db.execute("SELECT count(*) FROM log").fetchone()[0]) + int(
-            db.execute("SELECT count(*) FROM timers").fetchone()[0]
-        )
+    return count_rows(platform.db, "log") + count_rows(platform.db, "timers")
 
 
 def test_bad_input_gets_a_4xx_naming_the_problem_and_stores_nothing(platform: Platform) -> None:
