@@ -286,8 +286,8 @@ class SqlStore(Store):
         # queued appends are dropped). Any other error fails the whole transaction.
         results: list[object] = []
         self._appends, self._after_appends, self._txn_keys = [], [], {}
-        self._x(self.begin_sql)
         try:
+            self._x(self.begin_sql)
             for op in ops:
                 queued, hooks = len(self._appends), len(self._after_appends)
                 try:
