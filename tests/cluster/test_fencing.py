@@ -201,6 +201,12 @@ async def test_release_then_acquire_by_the_same_owner_bumps_the_epoch(store: Sto
 
 
 # -- two writers on one PostgreSQL schema -------------------------------------------------------
+# Only the PostgreSQL case of `store_url`: two stores on one database is a PostgreSQL setup.
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.pg)], indirect=True
+)
+
+
 async def two_stores(url: str, stack: AsyncExitStack) -> tuple[Store, Store]:
     """Two store instances on the same PostgreSQL schema, with the topics in place."""
     if not url.startswith(("postgres://", "postgresql://")):
@@ -230,6 +236,7 @@ async def until_stored(calls: list[Callable[[], Awaitable[T]]]) -> list[T]:
     pytest.fail(f"{len(calls)} writes still failing after {MAX_ATTEMPTS} attempts")
 
 
+@POSTGRES_ONLY
 async def test_two_writers_appending_to_the_same_partitions_keep_offsets_unique_and_gap_free(
     store_url: str,
 ) -> None:
@@ -265,6 +272,7 @@ async def test_two_writers_appending_to_the_same_partitions_keep_offsets_unique_
         assert await two.heads() == {(ORDERS.name, p): 80 for p in range(ORDERS.partitions)}
 
 
+@POSTGRES_ONLY
 async def test_two_nodes_firing_the_same_timers_append_each_event_once(store_url: str) -> None:
     async with AsyncExitStack() as stack:
         # Given two nodes' stores on one database, and delayed events

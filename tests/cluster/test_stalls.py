@@ -20,6 +20,10 @@ from conveyor.node import open_store
 from conveyor.store.sql import SqlStore
 
 PG_ONLY = "several processes on one database: a PostgreSQL deployment (SQLite is embedded)"
+# Only the PostgreSQL case of `store_url`.
+pytestmark = pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.pg)], indirect=True
+)
 
 
 def pg_only(url: str) -> None:
