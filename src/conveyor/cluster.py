@@ -15,9 +15,9 @@ Invariants:
   its lease cannot write: fencing);
 * a partition is released only after its runners stopped and committed their progress.
 
-Appends do not need the lease: any node appends to any partition (the store's
-compare-and-set on the partition head keeps offsets gap-free), so a batch stays atomic
-whatever partitions it spans.
+Appends do not need the lease: any node appends to any partition (the store takes offsets
+under the partition head's row lock, held to COMMIT, so they stay gap-free and visible in
+order), and a batch stays atomic whatever partitions it spans.
 """
 
 from __future__ import annotations
