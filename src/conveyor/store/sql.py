@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
 
@@ -127,6 +126,8 @@ class SqlStore(Store):
         self._commit = GroupCommit(self._execute_batch, max_batch=max_batch)
         # Writer-thread state of the open transaction: the appends its operations queued,
         # what to write once their offsets are known, and the idempotency keys it stored.
+        # Appends as plain tuples (this is per event, on the hot path):
+        # (topic id, event, attributes JSON, topic name, its ack to fill, list to add it to).
         self._appends: list[_Append] = []
         self._after_appends: list[Callable[[], None]] = []
         self._txn_keys: dict[tuple[int, str], tuple[Stored, bytes | None]] = {}
@@ -153,12 +154,6 @@ class SqlStore(Store):
     @abc.abstractmethod
     def _xmany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         """Run one statement for many rows on the writing connection."""
-
-    def _append(
-        self, tid: int, part: int, row: tuple[object, ...], on_offset: Callable[[int], None]
-    ) -> None:
-        """Queue a log row (without its offset); ``on_offset`` learns the offset it gets."""
-        self._appends.append(_Append(tid, part, row, on_offset))
 
     def _write_log(self, rows: list[tuple[object, ...]]) -> None:
         if rows:
@@ -322,7 +317,7 @@ class SqlStore(Store):
     def _write_appends(self) -> None:
         by_partition: dict[tuple[int, int], list[_Append]] = {}
         for append in self._appends:
-            by_partition.setdefault((append.tid, append.part), []).append(append)
+            by_partition.setdefault((append[0], append[1].partition), []).append(append)
         rows: list[tuple[object, ...]] = []
         for (tid, part), appends in sorted(by_partition.items()):
             head = self._x(
@@ -333,10 +328,15 @@ class SqlStore(Store):
             if head is None:
                 raise StoreUnavailable(f"partition {part} of topic #{tid} does not exist")
             first = int(head[0]) - len(appends)  # type: ignore[call-overload]
-            for offset, append in enumerate(appends, start=first):
-                row = append.row
-                rows.append((row[0], row[1], offset, *row[2:]))
-                append.on_offset(offset)
+            for offset, (_, ev, attrs, topic, stored, appended) in enumerate(appends, first):
+                rows.append((tid, part, offset, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
+                             ev.deliver_at_ms))  # fmt: skip
+                if stored is not None:
+                    stored.offset = offset
+                appended.append(
+                    Event(ev.id, topic, part, offset, ev.key, ev.attributes, ev.payload,
+                          ev.publish_ms, ev.deliver_at_ms)
+                )  # fmt: skip
         self._write_log(rows)
 
     def _rollback_quietly(self) -> None:
@@ -531,13 +531,8 @@ class SqlStore(Store):
                 stored = Stored(ev.id, None, None, due)
             else:
                 stored = Stored(ev.id, ev.partition, None, ev.deliver_at_ms)
-                self._append(
-                    tid,
-                    ev.partition,
-                    (tid, ev.partition, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
-                     ev.deliver_at_ms),
-                    partial(_appended, result.appended, stored, topic.name, ev),
-                )  # fmt: skip
+                # Offsets are assigned at the end of the transaction (_write_appends).
+                self._appends.append((tid, ev, attrs, topic.name, stored, result.appended))
             if ev.idempotency_key is not None:
                 seen[(tid, ev.idempotency_key)] = (stored, ev.digest)
                 idem.append((ev, stored))
@@ -695,12 +690,7 @@ class SqlStore(Store):
                 int(due),  # type: ignore[call-overload]
                 False,
             )
-            self._append(
-                tid,  # type: ignore[arg-type]
-                event.partition,
-                (tid, part, eid, key, attrs, payload, publish_ms, due),
-                partial(_appended, appended, None, name, event),
-            )
+            self._appends.append((int(tid), event, attrs, name, None, appended))  # type: ignore[call-overload]
         return appended
 
     # -- progress ---------------------------------------------------------------------------
@@ -968,24 +958,4 @@ def _cursor(cur: object, acked: object, start: object) -> CursorState:
     return CursorState(int(cur), ranges, int(start))  # type: ignore[call-overload]
 
 
-@dataclass(slots=True)
-class _Append:
-    """A log row queued by an operation; its offset is assigned at the end of the
-    transaction."""
-
-    tid: int
-    part: int
-    row: tuple[object, ...]  # (topic_id, part, id, key, attrs, payload, publish_ms, deliver_at)
-    on_offset: Callable[[int], None]
-
-
-def _appended(
-    appended: list[Event], stored: Stored | None, topic: str, ev: NewEvent, offset: int
-) -> None:
-    """Record an appended event once its offset is known."""
-    if stored is not None:
-        stored.offset = offset
-    appended.append(
-        Event(ev.id, topic, ev.partition, offset, ev.key, ev.attributes, ev.payload,
-              ev.publish_ms, ev.deliver_at_ms)
-    )  # fmt: skip
+_Append = tuple[int, NewEvent, object, str, "Stored | None", list[Event]]
