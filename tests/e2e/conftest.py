@@ -60,6 +60,18 @@ class Proc:
         return self.log.read_text(errors="replace")
 
 
+def start_worker(args: list[str], tmp: Path, env: dict[str, str]) -> Proc:
+    """A ``conveyor worker`` process (run in tests/e2e), once it says it is serving."""
+    proc = Proc([str(BIN / "conveyor"), "worker", *args], tmp / "worker.log", env, HERE)
+    deadline = time.monotonic() + START_TIMEOUT
+    while "serving" not in proc.output():
+        if not proc.alive() or time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError("conveyor worker did not start:\n" + proc.output())
+        time.sleep(0.05)
+    return proc
+
+
 class Platform:
     """A ``conveyor serve`` process on a fixed port (so it can restart on the same one)."""
 
@@ -98,18 +110,8 @@ class Platform:
             time.sleep(0.05)
 
     def worker(self, ref: str = "e2e_lambdas:app", *extra: str) -> Proc:
-        proc = Proc(
-            [str(BIN / "conveyor"), "worker", ref, "--server", self.url, *extra],
-            self.tmp / "worker.log",
-            self.env,
-            HERE,
-        )
+        proc = start_worker([ref, "--server", self.url, *extra], self.tmp, self.env)
         self.workers.append(proc)
-        deadline = time.monotonic() + START_TIMEOUT
-        while "serving" not in proc.output():
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError("conveyor worker did not start:\n" + proc.output())
-            time.sleep(0.05)
         return proc
 
     def records(self) -> list[dict[str, object]]:

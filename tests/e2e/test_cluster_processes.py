@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 import pg
-from conftest import BIN, HERE, START_TIMEOUT, Proc, free_port, wait_for
+from conftest import BIN, START_TIMEOUT, Proc, free_port, start_worker, wait_for
 from conveyor import Client, ConveyorError
 from conveyor.cluster import owner_of
 
@@ -86,18 +86,8 @@ class Cluster:
 
     def worker(self, ref: str, via: str) -> Proc:
         """A ``conveyor worker`` serving ``ref``, registered through node ``via``."""
-        proc = Proc(
-            [str(BIN / "conveyor"), "worker", ref, "--server", self.urls[via]],
-            self.tmp / "worker.log",
-            self.env,
-            HERE,
-        )
+        proc = start_worker([ref, "--server", self.urls[via]], self.tmp, self.env)
         self.workers.append(proc)
-        deadline = time.monotonic() + START_TIMEOUT
-        while "serving" not in proc.output():
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError("conveyor worker did not start:\n" + proc.output())
-            time.sleep(0.05)
         return proc
 
     def signal(self, node: str, sig: signal.Signals) -> None:
