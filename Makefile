@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench fmt clean venv
+.PHONY: run test check bench bench-peers-venv fmt clean venv
 
 venv: $(STAMP)
 
@@ -32,14 +32,30 @@ check: $(STAMP)
 ## Benchmarks (never part of `make test`); the tables go to docs/benchmarks.md. The PostgreSQL
 ## runs use CONVEYOR_BENCH_POSTGRES, else the local server when pg_isready finds one.
 PG_BENCH ?= $(or $(CONVEYOR_BENCH_POSTGRES),$(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo postgresql://postgres@127.0.0.1:5432/test))
-bench: $(STAMP)
+bench: $(STAMP) bench-peers-venv
 	$(BIN)/python -m bench.drain --write-doc docs/benchmarks.md
+	$(BIN)/python -m bench.timers --write-doc docs/benchmarks.md
 ifneq ($(PG_BENCH),)
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --section pg1 --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --nodes 2 --section pg2 --write-doc docs/benchmarks.md
 else
 	@echo "no PostgreSQL found: skipping the PostgreSQL drain benchmarks"
 endif
+
+## The peers the benchmarks compare with (Celery on Redis), in their own venv: never beside
+## Conveyor's dependencies. Best effort: when it cannot be installed, bench.timers prints a
+## skip line for the Celery case instead of failing.
+PEERS       := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
+bench-peers-venv: $(PEERS_STAMP)
+
+$(PEERS_STAMP): bench/peers/requirements.txt
+	@rm -rf $(PEERS)
+	$(PYTHON) -m venv $(PEERS)
+	@echo '*' > $(PEERS)/.gitignore
+	$(PEERS)/bin/python -m pip install --quiet -r bench/peers/requirements.txt \
+		&& touch $(PEERS_STAMP) \
+		|| echo "could not install bench/peers/requirements.txt: the Celery comparison will be skipped"
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.frontend.validation import PayloadValidator, compile_schema
-from conveyor.model import Subscription, Topic
+from conveyor.model import Control, Subscription, Topic
 from conveyor.store.base import Store
 
 SubscriptionListener = Callable[[Subscription], None]
@@ -171,10 +173,27 @@ class Catalog:
                     rule="exists",
                 )
         created = await self._store.put_subscription(sub)
+        current = self._subs.get(sub.name)
+        if not created and current is not None:
+            sub = msgspec.structs.replace(sub, control=current.control)  # the store kept it
+        self._cache_subscription(sub)
+        return created
+
+    async def set_control(self, name: str, control: Control) -> Subscription:
+        """Replace a subscription's run-time gates (pause, rate limit, purge).
+
+        Raises:
+            NotFound: no such subscription.
+        """
+        self.subscription(name)
+        sub = await self._store.set_control(name, control)
+        self._cache_subscription(sub)
+        return sub
+
+    def _cache_subscription(self, sub: Subscription) -> None:
         self._subs[sub.name] = sub
         for listener in self._on_put:
             listener(sub)
-        return created
 
     async def delete_subscription(self, name: str) -> None:
         """Delete a subscription and its progress.

@@ -29,6 +29,31 @@ def is_valid_name(name: str) -> bool:
     return bool(_NAME_RE.match(name))
 
 
+class Priority(enum.StrEnum):
+    """The lane an event travels in: high goes first, low is never starved."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+# Lanes in the order of their partitions in the log: a topic of P partitions keeps P log
+# partitions per lane, normal first (so a topic's first P partitions are its normal lane).
+LANES: tuple[Priority, ...] = (Priority.NORMAL, Priority.HIGH, Priority.LOW)
+LANE_WEIGHTS: dict[Priority, int] = {Priority.HIGH: 8, Priority.NORMAL: 4, Priority.LOW: 1}
+_LANE_INDEX = {lane: i for i, lane in enumerate(LANES)}
+
+
+def log_partition(partition: int, priority: Priority, partitions: int) -> int:
+    """The log partition of a topic partition's lane."""
+    return _LANE_INDEX[priority] * partitions + partition
+
+
+def lane_of(log_part: int, partitions: int) -> Priority:
+    """The lane a log partition belongs to."""
+    return LANES[log_part // partitions]
+
+
 class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a subscription retries a failed delivery.
 
@@ -37,12 +62,15 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         min_backoff: seconds, the least wait before a retry.
         max_backoff: seconds, the most wait before a retry.
         multiplier: growth of the backoff bound per attempt.
+        max_retry_duration: seconds after the first attempt past which a failure is final
+            (the event goes dead even with attempts left), or ``None`` for no bound.
     """
 
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     min_backoff: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 1.0
     max_backoff: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)] = 300.0
     multiplier: Annotated[float, msgspec.Meta(ge=1, le=100)] = 2.0
+    max_retry_duration: Annotated[float, msgspec.Meta(gt=0, le=365 * 86400)] | None = None
 
     def __post_init__(self) -> None:
         if self.max_backoff < self.min_backoff:
@@ -68,6 +96,37 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     )
     retention_seconds: Annotated[int, msgspec.Meta(ge=60)] = DEFAULT_RETENTION_SECONDS
 
+    @property
+    def log_partitions(self) -> int:
+        """Partitions in the log: ``partitions`` for each priority lane."""
+        return self.partitions * len(LANES)
+
+
+class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A token bucket over a subscription's pushes.
+
+    Attributes:
+        per_second: events pushed per second, sustained.
+        burst: events that may go at once after a quiet spell (the bucket's size).
+    """
+
+    per_second: Annotated[float, msgspec.Meta(gt=0, le=10_000_000)]
+    burst: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 1
+
+
+class Control(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A subscription's run-time gates: set by operators, kept when its spec is replaced.
+
+    Attributes:
+        paused: nothing is pushed; the backlog keeps growing and stays visible.
+        rate_limit: the most events per second pushed, or ``None`` for no limit.
+        purged_before_ms: events published before this time are dropped unpushed (a drain
+            to drop), or ``None``.
+    """
+
+    paused: bool = False
+    rate_limit: RateLimit | None = None
+    purged_before_ms: int | None = None
 
 class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A topic's events pushed to one lambda.
@@ -77,11 +136,16 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         topic: the topic it reads.
         lambda_name: the lambda whose endpoints receive the pushes (``lambda`` on the wire).
         ordered: deliver events of one key one at a time, in log order.
-        max_concurrency: events in flight at once, over all partitions.
+        max_concurrency: the most events in flight at once, over all partitions.
+        min_concurrency: the least the adaptive limit may fall to.
+        adaptive: let the limit move between ``min_concurrency`` and ``max_concurrency``
+            with the lambda's latency, errors and throttling; fixed at the maximum when off.
         max_batch: events in one push.
         push_timeout: seconds to wait for a push's answer before it counts as a retry.
         retry: the retry policy.
         dead_letter_topic: a topic that receives events that went dead, or ``None``.
+        control: the run-time gates (pause, rate limit, purge); changed only through the
+            subscription's control operations, never by replacing its spec.
     """
 
     name: Name
@@ -89,10 +153,17 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lambda_name: Name = msgspec.field(name="lambda")
     ordered: bool = False
     max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
+    min_concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    adaptive: bool = True
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
     push_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     retry: RetryPolicy = RetryPolicy()
     dead_letter_topic: Name | None = None
+    control: Control = Control()
+
+    def __post_init__(self) -> None:
+        if self.min_concurrency > self.max_concurrency:
+            raise ValueError("min_concurrency must be <= max_concurrency")
 
 
 class DeliveryState(enum.StrEnum):
@@ -105,6 +176,7 @@ class DeliveryState(enum.StrEnum):
     RETRYING = "retrying"  # failed, waits for its next attempt
     DEAD = "dead"  # out of attempts, or fatal
     FILTERED = "filtered"  # did not match the subscription's filter
+    DROPPED = "dropped"  # purged: from the backlog by a drain-to-drop, or from the DLQ
 
 
 class Outcome(enum.StrEnum):

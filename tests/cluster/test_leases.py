@@ -31,7 +31,7 @@ from conveyor.store.base import Store
 
 TTL = 10.0  # seconds a heartbeat or lease lives without renewal
 ORDERS = Topic(name="orders", partitions=8)
-REFS: list[Ref] = [(ORDERS.name, p) for p in range(ORDERS.partitions)]
+REFS: list[Ref] = [(ORDERS.name, p) for p in range(ORDERS.log_partitions)]
 BOTH = frozenset({FRONTEND, DISPATCH})
 
 

@@ -142,7 +142,7 @@ async def test_a_fatal_result_is_dead_at_once_and_copied_to_the_dead_letter_topi
     dlq = node.catalog.topic("orders-dlq")
 
     async def copied() -> bool:
-        return await node.store.log_ends(dlq) == [1]
+        return await node.store.log_ends(dlq) == [1, 0, 0]
 
     await until_async(copied)
     (copy,) = await node.store.read_log(dlq, 0, 0, 10)

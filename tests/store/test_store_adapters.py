@@ -99,14 +99,14 @@ async def test_offsets_are_gap_free_from_zero_per_partition_under_concurrent_pub
         by_partition[stored.partition].append(stored.offset)
     assert sorted(by_partition[0]) == list(range(25))
     assert sorted(by_partition[1]) == list(range(25))
-    assert await store.log_ends(ORDERS) == [25, 25]
+    assert await store.log_ends(ORDERS) == [25, 25, 0, 0, 0, 0]
     logged = await store.read_log(ORDERS, 0, 0, 100)
     assert [e.offset for e in logged] == list(range(25))
 
     # And they survive reopening the store, where the next append takes the next offset
     again = await reopened(store, store_url)
     try:
-        assert await again.log_ends(ORDERS) == [25, 25]
+        assert await again.log_ends(ORDERS) == [25, 25, 0, 0, 0, 0]
         assert [e.id for e in await again.read_log(ORDERS, 0, 0, 100)] == [e.id for e in logged]
         later = await again.publish(ORDERS, [event(0)], NOW_MS, DEDUP_MS)
         assert later.stored[0].offset == 25
@@ -126,7 +126,7 @@ async def test_a_batch_whose_idempotency_key_conflicts_stores_nothing(store: Sto
         await store.publish(ORDERS, [first, middle, last], NOW_MS, DEDUP_MS)
 
     # Then nothing was stored, not even the valid events
-    assert await store.log_ends(ORDERS) == [0, 0]
+    assert await store.log_ends(ORDERS) == [0, 0, 0, 0, 0, 0]
     assert await store.find_event(first.id) is None
     assert await store.find_event(middle.id) is None
     # And the offsets the failed batch took are given out again (no gap)
@@ -158,7 +158,7 @@ async def test_a_replayed_idempotency_key_returns_the_first_result_and_stores_no
         original.offset,
     )
     assert replay.appended == []
-    assert await store.log_ends(ORDERS) == [0, 1]
+    assert await store.log_ends(ORDERS) == [0, 1, 0, 0, 0, 0]
 
 
 async def test_an_idempotency_key_reused_for_another_event_conflicts(store: Store) -> None:
@@ -172,7 +172,7 @@ async def test_an_idempotency_key_reused_for_another_event_conflicts(store: Stor
         )
 
     # Then only the first was stored
-    assert await store.log_ends(ORDERS) == [1, 0]
+    assert await store.log_ends(ORDERS) == [1, 0, 0, 0, 0, 0]
 
 
 async def test_an_idempotency_key_expires_after_the_dedup_window(store: Store) -> None:
@@ -194,7 +194,7 @@ async def test_an_idempotency_key_expires_after_the_dedup_window(store: Store) -
     assert not after.stored[0].duplicate
     assert after.stored[0].id != first.stored[0].id
     assert after.stored[0].offset == 1
-    assert await store.log_ends(ORDERS) == [2, 0]
+    assert await store.log_ends(ORDERS) == [2, 0, 0, 0, 0, 0]
 
 
 # -- timers ---------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ async def test_a_delayed_event_waits_in_the_timers_until_fired(store: Store) -> 
     assert [e.id for e in result.appended] == [now.id]
     assert result.timers == [(due, later.id)]
     assert (result.stored[1].partition, result.stored[1].offset) == (None, None)
-    assert await store.log_ends(ORDERS) == [0, 1]
+    assert await store.log_ends(ORDERS) == [0, 1, 0, 0, 0, 0]
     found = await store.find_event(later.id)
     assert found is not None
     assert found[1] is True
@@ -225,7 +225,7 @@ async def test_a_delayed_event_waits_in_the_timers_until_fired(store: Store) -> 
     assert [(e.id, e.partition, e.offset, e.deliver_at_ms) for e in fired] == [
         (later.id, 1, 1, due)
     ]
-    assert await store.log_ends(ORDERS) == [0, 2]
+    assert await store.log_ends(ORDERS) == [0, 2, 0, 0, 0, 0]
     assert await store.due_timers(due + 1, 10) == []
     found = await store.find_event(later.id)
     assert found is not None
@@ -243,7 +243,7 @@ async def test_firing_unknown_or_already_fired_timers_is_a_no_op(store: Store) -
 
     # Then nothing is appended
     assert fired == []
-    assert await store.log_ends(ORDERS) == [1, 0]
+    assert await store.log_ends(ORDERS) == [1, 0, 0, 0, 0, 0]
 
 
 # -- catalog --------------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ async def test_put_topic_updates_in_place_but_refuses_a_partition_change(
 
     # Then the topic keeps its two partitions
     assert [t.partitions for t in await store.list_topics()] == [2]
-    assert await store.log_ends(ORDERS) == [0, 0]
+    assert await store.log_ends(ORDERS) == [0, 0, 0, 0, 0, 0]
 
 
 async def test_a_new_subscription_starts_its_cursors_at_the_log_end(store: Store) -> None:
@@ -279,7 +279,8 @@ async def test_a_new_subscription_starts_its_cursors_at_the_log_end(store: Store
     # Then its cursors start at the log end as it was at creation, and the update kept them
     assert (created, updated) == (True, False)
     cursors, rows = await store.load_progress(subscription("billing"))
-    assert cursors == {0: CursorState(3, [], 3), 1: CursorState(1, [], 1)}
+    empty_lanes = {p: CursorState(0, [], 0) for p in range(2, 6)}
+    assert cursors == {0: CursorState(3, [], 3), 1: CursorState(1, [], 1), **empty_lanes}
     assert rows == []
 
 
@@ -362,7 +363,7 @@ async def test_committed_dead_letters_are_appended_to_their_topic(store: Store) 
     assert [(e.id, e.topic, e.offset, e.payload) for e in appended] == [
         (copy.id, "orders-dlq", 0, b'{"n":1}')
     ]
-    assert await store.log_ends(dlq) == [1]
+    assert await store.log_ends(dlq) == [1, 0, 0]
 
 
 async def test_deleting_a_subscription_removes_its_cursors_and_rows(store: Store) -> None:
@@ -411,7 +412,7 @@ async def test_sweep_removes_old_events_only_below_every_cursor(store: Store) ->
     assert removed == 2
     assert [e.offset for e in await store.read_log(ORDERS, 0, 0, 10)] == [2, 3]
     assert await store.find_event(events[0].id) is None
-    assert await store.log_ends(ORDERS) == [4, 0]
+    assert await store.log_ends(ORDERS) == [4, 0, 0, 0, 0, 0]
 
 
 async def test_sweep_keeps_events_inside_retention_and_those_owned_by_live_rows(
@@ -515,7 +516,7 @@ async def test_a_failing_operation_rolls_back_alone_inside_a_shared_transaction(
     assert [e.id for e in await store.read_log(ORDERS, 0, 0, 10)] == [good_a.id, good_b.id]
     again = await reopened(store, store_url)
     try:
-        assert await again.log_ends(ORDERS) == [2, 0]
+        assert await again.log_ends(ORDERS) == [2, 0, 0, 0, 0, 0]
     finally:
         await again.aclose()
 

@@ -118,7 +118,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     existing = node.catalog.subscriptions()
     current = next((s for s in existing if s.name == sub.name), None)
     if current is not None:
-        if current != sub:
+        if msgspec.structs.replace(current, control=sub.control) != sub:
             raise Conflict(f"subscription {sub.name!r} exists with another definition")
         return _json(await node.status.subscription(sub.name))
     await node.catalog.put_subscription(sub)

@@ -32,7 +32,7 @@ import msgspec
 
 from conveyor._resource import AsyncResource
 from conveyor.errors import StoreUnavailable
-from conveyor.model import Attempt, Event, Subscription, Topic
+from conveyor.model import Attempt, Control, Event, Subscription, Topic
 
 T = TypeVar("T")
 Ranges = list[tuple[int, int]]  # half-open [lo, hi) offset ranges, sorted, disjoint
@@ -220,11 +220,20 @@ class Store(AsyncResource):
     async def put_subscription(self, sub: Subscription) -> bool:
         """Create or update a subscription; return whether it was created.
 
-        A new subscription's cursors start at the end of its topic's log: it receives the
+        An existing subscription keeps its :class:`~conveyor.model.Control` (run-time gates
+        change only through :meth:`set_control`). A new subscription's cursors start at the end of its topic's log: it receives the
         events published after it was created.
 
         Raises:
             Conflict: it exists for another topic.
+        """
+
+    @abc.abstractmethod
+    async def set_control(self, name: str, control: Control) -> Subscription:
+        """Replace a subscription's run-time gates; return the subscription as stored.
+
+        Raises:
+            NotFound: no such subscription.
         """
 
     @abc.abstractmethod

@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from conveyor.errors import Conflict, ConveyorError, LeaseLost, NotFound, StoreUnavailable
-from conveyor.model import Attempt, Event, Subscription, Topic
+from conveyor.model import Attempt, Control, Event, Subscription, Topic
 from conveyor.store.base import (
     CursorState,
     DeliveryRow,
@@ -389,11 +389,11 @@ class SqlStore(Store):
         tid = int(created[0])  # type: ignore[call-overload]
         self._xmany(
             "INSERT INTO partitions (topic_id, part, next_off) VALUES (?, ?, 0)",
-            [(tid, p) for p in range(topic.partitions)],
+            [(tid, p) for p in range(topic.log_partitions)],
         )
         self._xmany(
             "INSERT INTO leases (topic_id, part) VALUES (?, ?)",
-            [(tid, p) for p in range(topic.partitions)],
+            [(tid, p) for p in range(topic.log_partitions)],
         )
         self._topic_ids[topic.name] = tid
         self._topic_names[tid] = topic.name
@@ -417,12 +417,19 @@ class SqlStore(Store):
 
     def _put_subscription(self, sub: Subscription) -> bool:
         tid = self._tid(sub.topic)
-        row = self._x("SELECT topic FROM subscriptions WHERE name = ?", (sub.name,)).fetchone()
+        row = self._x(
+            "SELECT topic, spec FROM subscriptions WHERE name = ?", (sub.name,)
+        ).fetchone()
         if row is not None and row[0] != sub.topic:
             raise Conflict(
                 f"subscription {sub.name!r} reads topic {row[0]!r}; it cannot move to "
                 f"{sub.topic!r} (delete it first)"
             )
+        if row is not None:
+            # Invariant: run-time gates survive a spec's replacement (a worker re-registering
+            # its subscriptions must not resume a paused one).
+            old = _sub_codec.decode(row[1])  # type: ignore[arg-type]
+            sub = msgspec.structs.replace(sub, control=old.control)
         self._x(
             "INSERT INTO subscriptions (name, topic, spec) VALUES (?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET topic = excluded.topic, spec = excluded.spec",
@@ -439,6 +446,20 @@ class SqlStore(Store):
             [(sub.name, p, self._head(tid, p), self._head(tid, p)) for p in range(partitions)],
         )
         return True
+
+    async def set_control(self, name: str, control: Control) -> Subscription:
+        def run() -> Subscription:
+            row = self._x("SELECT spec FROM subscriptions WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound("subscription", name)
+            sub = msgspec.structs.replace(
+                _sub_codec.decode(row[0]),  # type: ignore[arg-type]
+                control=control,
+            )
+            self._x("UPDATE subscriptions SET spec = ? WHERE name = ?", (_json(sub), name))
+            return sub
+
+        return await self._commit.submit(run)
 
     async def delete_subscription(self, name: str) -> bool:
         def run() -> bool:
@@ -926,7 +947,7 @@ class SqlStore(Store):
         for tid, spec in self._x("SELECT id, spec FROM topics").fetchall():
             topic = _topic_codec.decode(spec)  # type: ignore[arg-type]
             horizon = now_ms - topic.retention_seconds * 1000
-            for part in range(topic.partitions):
+            for part in range(topic.log_partitions):
                 # Invariant kept: an event is removed only when every subscription has
                 # finished it and no live delivery row still needs it.
                 found = self._x(
@@ -946,7 +967,8 @@ class SqlStore(Store):
                     (tid, part, limit, horizon),
                 ).rowcount
             removed += self._x(
-                "DELETE FROM deliveries WHERE state IN ('succeeded', 'dead') AND updated_ms < ? "
+                "DELETE FROM deliveries WHERE state IN ('succeeded', 'dead', 'dropped') "
+                "AND updated_ms < ? "
                 "AND sub IN (SELECT name FROM subscriptions WHERE topic = ?)",
                 (horizon, topic.name),
             ).rowcount
