@@ -346,10 +346,19 @@ async def test_create_subscription_posts_the_lambda_under_its_wire_name(
         "lambda": "bill",
         "ordered": True,
         "max_concurrency": 512,
+        "min_concurrency": 1,
+        "adaptive": False,
         "max_batch": 256,
         "push_timeout": 30.0,
-        "retry": {"max_attempts": 3, "min_backoff": 1.0, "max_backoff": 300.0, "multiplier": 2.0},
+        "retry": {
+            "max_attempts": 3,
+            "min_backoff": 1.0,
+            "max_backoff": 300.0,
+            "multiplier": 2.0,
+            "max_retry_duration": None,
+        },
         "dead_letter_topic": "orders-dead",
+        "control": {"paused": False, "rate_limit": None, "purged_before_ms": None},
     }
 
 

@@ -21,8 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from conveyor._cli_dlq import dlq_app
 from conveyor.errors import ConveyorError, InvalidRequest
-from conveyor.model import RetryPolicy
+from conveyor.model import Priority, RetryPolicy, Subscription
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ topic_app = typer.Typer(help="Create and inspect topics.", no_args_is_help=True)
 sub_app = typer.Typer(help="Create and inspect subscriptions.", no_args_is_help=True)
 app.add_typer(topic_app, name="topic")
 app.add_typer(sub_app, name="subscription")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err = Console(stderr=True)
@@ -257,12 +259,19 @@ def subscription_create(
     lambda_name: Annotated[str, typer.Option("--lambda", help="The lambda to push to.")],
     ordered: Annotated[bool, typer.Option(help="Per-key FIFO delivery.")] = False,
     max_concurrency: Annotated[int, typer.Option(help="Events in flight at once.")] = 512,
+    min_concurrency: Annotated[int, typer.Option(help="Least adaptive limit.")] = 1,
+    adaptive: Annotated[
+        bool, typer.Option(help="Move the limit with the lambda's latency and errors.")
+    ] = False,
     max_batch: Annotated[int, typer.Option(help="Events per push.")] = 256,
     push_timeout: Annotated[str, typer.Option(help="Wait for a push's answer.")] = "30s",
     max_attempts: Annotated[int, typer.Option(help="Deliveries before dead.")] = 5,
     min_backoff: Annotated[str, typer.Option(help="Least wait before a retry.")] = "1s",
     max_backoff: Annotated[str, typer.Option(help="Most wait before a retry.")] = "5m",
     multiplier: Annotated[float, typer.Option(help="Backoff growth per attempt.")] = 2.0,
+    max_retry_duration: Annotated[
+        str | None, typer.Option(help="No retry this long after the first attempt (e.g. 1h).")
+    ] = None,
     dead_letter_topic: Annotated[
         str | None, typer.Option(help="Topic receiving dead events.")
     ] = None,
@@ -276,6 +285,7 @@ def subscription_create(
             min_backoff=parse_duration(min_backoff),
             max_backoff=parse_duration(max_backoff),
             multiplier=multiplier,
+            max_retry_duration=parse_duration(max_retry_duration) if max_retry_duration else None,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
@@ -286,6 +296,8 @@ def subscription_create(
             lambda_name,
             ordered=ordered,
             max_concurrency=max_concurrency,
+            min_concurrency=min_concurrency,
+            adaptive=adaptive,
             max_batch=max_batch,
             push_timeout=parse_duration(push_timeout),
             retry=retry,
@@ -315,6 +327,8 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
         "retrying",
         "dead",
         "oldest",
+        "limit",
+        "gate",
     )
     for i in infos:
         s, st = i.subscription, i.stats
@@ -329,8 +343,18 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
             str(st.retrying),
             str(st.dead),
             oldest,
+            "-" if st.concurrency is None else str(st.concurrency.limit),
+            _gate(s),
         )
     console.print(table)
+
+
+def _gate(sub: Subscription) -> str:
+    control = sub.control
+    parts = ["paused" if control.paused else "open"]
+    if control.rate_limit is not None:
+        parts.append(f"{control.rate_limit.per_second:g}/s burst {control.rate_limit.burst}")
+    return ", ".join(parts)
 
 
 @sub_app.command("show")
@@ -338,6 +362,60 @@ def subscription_show(name: str, server: Server = DEFAULT_URL) -> None:
     """Show a subscription and its live figures as JSON."""
     with _session(server) as client:
         _print_json(client.get_subscription(name))
+
+
+@sub_app.command("pause")
+def subscription_pause(name: str, server: Server = DEFAULT_URL) -> None:
+    """Pause pushes; the backlog keeps growing and stays visible."""
+    with _session(server) as client:
+        info = client.pause(name)
+    console.print(f"subscription [bold]{name}[/] paused (backlog {info.stats.backlog})")
+
+
+@sub_app.command("resume")
+def subscription_resume(name: str, server: Server = DEFAULT_URL) -> None:
+    """Resume a paused subscription."""
+    with _session(server) as client:
+        info = client.resume(name)
+    console.print(f"subscription [bold]{name}[/] resumed (backlog {info.stats.backlog})")
+
+
+@sub_app.command("purge")
+def subscription_purge(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    server: Server = DEFAULT_URL,
+) -> None:
+    """Drain to drop: every event published until now is dropped unpushed."""
+    if not yes:
+        typer.confirm(f"drop every event of {name!r} published until now?", abort=True)
+    with _session(server) as client:
+        info = client.purge(name)
+    console.print(
+        f"subscription [bold]{name}[/] purged: the backlog of {info.stats.backlog} is dropped"
+    )
+
+
+@sub_app.command("rate-limit")
+def subscription_rate_limit(
+    name: str,
+    per_second: Annotated[
+        float | None, typer.Argument(help="Events per second (omit with --off).")
+    ] = None,
+    burst: Annotated[int, typer.Option(help="Events that may go at once.")] = 1,
+    off: Annotated[bool, typer.Option("--off", help="Remove the rate limit.")] = False,
+    server: Server = DEFAULT_URL,
+) -> None:
+    """Set (or remove, with --off) a subscription's rate limit, at run time."""
+    if off == (per_second is not None):
+        raise typer.BadParameter("give a rate in events per second, or --off")
+    with _session(server) as client:
+        if per_second is None:
+            client.clear_rate_limit(name)
+            console.print(f"subscription [bold]{name}[/]: no rate limit")
+        else:
+            client.set_rate_limit(name, per_second, burst=burst)
+            console.print(f"subscription [bold]{name}[/]: {per_second:g}/s, burst {burst}")
 
 
 @sub_app.command("delete")
@@ -371,6 +449,7 @@ def publish(
         typer.Option(help="Deliver at this time (ISO 8601, UTC unless a zone is given)."),
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Dedup key.")] = None,
+    priority: Annotated[Priority, typer.Option(help="The lane it travels in.")] = Priority.NORMAL,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
@@ -393,6 +472,7 @@ def publish(
             delay=parse_duration(delay) if delay else None,
             deliver_at=deliver_at,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
     if as_json:
         _print_json(result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300)
@@ -54,6 +54,18 @@ class Metrics:
             "First push time minus deliver_at, for delayed events",
             ["subscription"],
             buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.concurrency_limit = Gauge(
+            "conveyor_concurrency_limit",
+            "The adaptive concurrency limit of a subscription on this node",
+            ["subscription"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "conveyor_dropped_events",
+            "Events dropped unpushed by a purge of the backlog",
+            ["subscription"],
             registry=r,
         )
         self.timers_fired = Counter(

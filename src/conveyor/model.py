@@ -128,6 +128,7 @@ class Control(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_limit: RateLimit | None = None
     purged_before_ms: int | None = None
 
+
 class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A topic's events pushed to one lambda.
 
@@ -139,7 +140,9 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         max_concurrency: the most events in flight at once, over all partitions.
         min_concurrency: the least the adaptive limit may fall to.
         adaptive: let the limit move between ``min_concurrency`` and ``max_concurrency``
-            with the lambda's latency, errors and throttling; fixed at the maximum when off.
+            with the lambda's latency, errors and throttling; fixed at the maximum when off
+            (the default: a push's latency grows with its batch, which the limiter would
+            read as queueing, so turn it on for lambdas whose downstreams can be overloaded).
         max_batch: events in one push.
         push_timeout: seconds to wait for a push's answer before it counts as a retry.
         retry: the retry policy.
@@ -154,7 +157,7 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ordered: bool = False
     max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
     min_concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
-    adaptive: bool = True
+    adaptive: bool = False
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
     push_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     retry: RetryPolicy = RetryPolicy()

@@ -20,6 +20,7 @@ from conveyor.cluster import DISPATCH, LeaseManager, parse_roles
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
 from conveyor.errors import ConveyorError
+from conveyor.flow.dead_letters import DeadLetters
 from conveyor.flow.dispatcher import Dispatcher
 from conveyor.flow.retry import Jitter
 from conveyor.flow.status import StatusService
@@ -91,6 +92,7 @@ class Node(AsyncResource):
             topic_of=self.catalog.find_topic,
             flush_interval=settings.flush_interval,
             jitter=jitter,
+            redrive_interval=settings.sync_interval,
         )
         self.timers = TimerService(
             self.store,
@@ -98,6 +100,7 @@ class Node(AsyncResource):
             self.metrics,
             self.dispatcher.on_append,
             window=settings.timer_window_seconds,
+            lead=settings.timer_lead_seconds,
         )
         self.publisher = PublishService(
             self.store,
@@ -109,6 +112,9 @@ class Node(AsyncResource):
             dedup_window=settings.dedup_window_seconds,
         )
         self.status = StatusService(self.store, self.catalog, self.dispatcher, self.clock)
+        self.dead_letters = DeadLetters(
+            self.store, self.catalog, self.clock, on_redrive=self.dispatcher.redrive_requested
+        )
         self.catalog.listen(self.dispatcher.put, self.dispatcher.remove)
         self.roles = parse_roles(settings.roles)
         self.node_id = settings.node_id or default_node_id(settings.port)

@@ -18,6 +18,8 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
         max_request_bytes: the largest request body accepted.
         dedup_window_seconds: how long idempotency keys are remembered.
         timer_window_seconds: delayed events due within this horizon are held in memory.
+        timer_lead_seconds: delayed events are appended to the log this long before they are
+            due (and held until due), so that their delivery starts on time.
         flush_interval: seconds between cursor and delivery-state commits.
         ready_file: when set, ``host:port`` is written there once the node serves.
         node_id: this node's id in a cluster (default ``hostname:port``).
@@ -37,6 +39,7 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_request_bytes: int = 32 * 1024 * 1024
     dedup_window_seconds: float = 24 * 3600.0
     timer_window_seconds: float = 30.0
+    timer_lead_seconds: float = 0.1
     flush_interval: float = 0.005
     ready_file: str | None = None
     node_id: str | None = None

@@ -26,6 +26,7 @@ import pg
 from conftest import BIN, START_TIMEOUT, Proc, free_port, start_worker, wait_for
 from conveyor import Client, ConveyorError
 from conveyor.cluster import owner_of
+from conveyor.model import LANES
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -165,7 +166,8 @@ class Cluster:
 
     def wait_balanced(self, topic: str) -> dict[int, str]:
         """Wait until every partition is leased to its rendezvous owner among all nodes."""
-        want = {p: owner_of((topic, p), list(NODES)) for p in range(PARTITIONS)}
+        # (every lane of every partition: see model.LANES)
+        want = {p: owner_of((topic, p), list(NODES)) for p in range(PARTITIONS * len(LANES))}
 
         def balanced() -> bool:
             return {p: lease[0] for p, lease in self.leases(topic).items()} == want
@@ -496,7 +498,11 @@ def test_concurrent_publishers_on_every_node_leave_gap_free_offsets_and_every_ac
     assert len(logged) == len(rows) == len(acked)
     assert all(logged[i] == (part, off) for i, part, off in acked)
     # And each partition's head is the next offset to append
-    assert cluster.heads(LOG) == {p: len(o) for p, o in offsets.items()}
+    heads = cluster.heads(LOG)
+    assert {p: h for p, h in heads.items() if p < PARTITIONS} == {
+        p: len(o) for p, o in offsets.items()
+    }
+    assert all(h == 0 for p, h in heads.items() if p >= PARTITIONS)  # the empty lanes
     print(
         f"\n{len(acked)} events from 6 publishers on 3 nodes in {took:.2f} s; per partition "
         f"{dict(sorted(acked_per_part.items()))}"

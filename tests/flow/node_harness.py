@@ -19,7 +19,7 @@ from push_double import PushEndpoint
 from conveyor.api.schemas import DeliveryView, PublishRequest
 from conveyor.clock import FakeClock
 from conveyor.flow.runner import Runner
-from conveyor.model import RetryPolicy, Subscription, Topic
+from conveyor.model import Priority, RetryPolicy, Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
 
@@ -84,6 +84,7 @@ async def subscribe(
     max_concurrency: int = 512,
     max_batch: int = 256,
     dead_letter_topic: str | None = None,
+    adaptive: bool = False,
 ) -> Subscription:
     await node.catalog.put_topic(Topic(name=TOPIC, partitions=partitions))
     if dead_letter_topic is not None:
@@ -97,6 +98,7 @@ async def subscribe(
         max_batch=max_batch,
         retry=retry or RetryPolicy(),
         dead_letter_topic=dead_letter_topic,
+        adaptive=adaptive,
     )
     await node.catalog.put_subscription(sub)
     return sub
@@ -108,12 +110,14 @@ def request(
     key: str | None = None,
     attributes: dict[str, str] | None = None,
     delay: float | None = None,
+    priority: Priority = Priority.NORMAL,
 ) -> PublishRequest:
     return PublishRequest(
         payload=msgspec.Raw(msgspec.json.encode(payload)),
         key=key,
         attributes=attributes,
         delay=delay,
+        priority=priority,
     )
 
 

@@ -49,7 +49,8 @@ def test_an_idle_lane_gives_its_share_to_the_busy_ones() -> None:
     busy[normal] = busy[low] = 1
     picks = Counter(lanes.pick(busy) for _ in range(5000))
     assert picks[high] == 0
-    assert picks[normal] == 4000 and picks[low] == 1000
+    assert picks[normal] == 4000
+    assert picks[low] == 1000
     assert lanes.pick([0, 0, 0]) == -1
 
 

@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from conveyor._client.dlq import listing_query, selection
 from conveyor._client.http import HttpSession
 from conveyor._client.publish import build_request, request_from_mapping
 from conveyor._resource import AsyncResource
+from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
@@ -27,6 +29,9 @@ from conveyor.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PARTITIONS,
     DEFAULT_RETENTION_SECONDS,
+    Control,
+    Priority,
+    RateLimit,
     RetryPolicy,
     Subscription,
     Topic,
@@ -48,6 +53,9 @@ _BATCH_PUBLISHED = msgspec.json.Decoder(BatchPublishResult)
 _EVENT = msgspec.json.Decoder(EventView)
 _ENDPOINT = msgspec.json.Decoder(EndpointInfo)
 _LAMBDAS = msgspec.json.Decoder(list[LambdaInfo])
+_DEAD_LETTER_PAGE = msgspec.json.Decoder(DeadLetterPage)
+_DEAD_LETTER = msgspec.json.Decoder(DeadLetter)
+_COUNT = msgspec.json.Decoder(DeadLetterCount)
 
 
 class AsyncClient(AsyncResource):
@@ -170,10 +178,13 @@ class AsyncClient(AsyncResource):
         *,
         ordered: bool = False,
         max_concurrency: int = 512,
+        min_concurrency: int = 1,
+        adaptive: bool = False,
         max_batch: int = 256,
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
+        control: Control | None = None,
     ) -> SubscriptionInfo:
         """Subscribe a lambda to a topic; see :class:`~conveyor.model.Subscription`.
 
@@ -182,11 +193,15 @@ class AsyncClient(AsyncResource):
             topic: the topic it reads.
             lambda_name: the lambda whose endpoints receive the pushes.
             ordered: deliver the events of one key one at a time, in log order.
-            max_concurrency: events in flight at once.
+            max_concurrency: events in flight at once, at most.
+            min_concurrency: the least the adaptive limit falls to.
+            adaptive: move the limit with the lambda's latency, errors and throttles.
             max_batch: events in one push.
             push_timeout: seconds to wait for a push's answer.
             retry: the retry policy; ``RetryPolicy()`` when ``None``.
             dead_letter_topic: a topic that receives the events that went dead.
+            control: the initial run-time gates (paused, rate limit); kept by later
+                replacements of the subscription.
 
         Raises:
             NotFound: the topic (or dead-letter topic) does not exist.
@@ -202,10 +217,13 @@ class AsyncClient(AsyncResource):
             lambda_name=lambda_name,
             ordered=ordered,
             max_concurrency=max_concurrency,
+            min_concurrency=min_concurrency,
+            adaptive=adaptive,
             max_batch=max_batch,
             push_timeout=push_timeout,
             retry=retry if retry is not None else RetryPolicy(),
             dead_letter_topic=dead_letter_topic,
+            control=control if control is not None else Control(),
         )
         answer = await self._http.request("POST", ["subscriptions"], subscription)
         return self._http.decode(answer, _SUBSCRIPTION)
@@ -252,6 +270,56 @@ class AsyncClient(AsyncResource):
         """
         await self._http.request("DELETE", ["subscriptions", name])
 
+    async def pause(self, name: str) -> SubscriptionInfo:
+        """Pause a subscription's pushes; its backlog keeps growing and stays visible.
+
+        Raises:
+            NotFound: there is no such subscription.
+        """
+        return await self._control(name, "POST", "pause")
+
+    async def resume(self, name: str) -> SubscriptionInfo:
+        """Resume a paused subscription.
+
+        Raises:
+            NotFound: there is no such subscription.
+        """
+        return await self._control(name, "POST", "resume")
+
+    async def purge(self, name: str) -> SubscriptionInfo:
+        """Drain to drop: every event published until now is dropped unpushed.
+
+        Raises:
+            NotFound: there is no such subscription.
+        """
+        return await self._control(name, "POST", "purge")
+
+    async def set_rate_limit(
+        self, name: str, per_second: float, *, burst: int = 1
+    ) -> SubscriptionInfo:
+        """Limit a subscription to ``per_second`` events pushed, ``burst`` at once.
+
+        Raises:
+            NotFound: there is no such subscription.
+            InvalidRequest: a value breaks a rule.
+        """
+        limit = RateLimit(per_second=per_second, burst=burst)
+        return await self._control(name, "PUT", "rate-limit", limit)
+
+    async def clear_rate_limit(self, name: str) -> SubscriptionInfo:
+        """Remove a subscription's rate limit.
+
+        Raises:
+            NotFound: there is no such subscription.
+        """
+        return await self._control(name, "DELETE", "rate-limit")
+
+    async def _control(
+        self, name: str, method: str, action: str, body: msgspec.Struct | None = None
+    ) -> SubscriptionInfo:
+        answer = await self._http.request(method, ["subscriptions", name, action], body)
+        return self._http.decode(answer, _SUBSCRIPTION)
+
     async def publish(
         self,
         topic: str,
@@ -262,6 +330,7 @@ class AsyncClient(AsyncResource):
         delay: float | timedelta | None = None,
         deliver_at: datetime | None = None,
         idempotency_key: str | None = None,
+        priority: Priority | str = Priority.NORMAL,
     ) -> PublishResult:
         """Publish one event; it is durable when this returns.
 
@@ -275,6 +344,7 @@ class AsyncClient(AsyncResource):
             deliver_at: the earliest delivery time, timezone-aware.
             idempotency_key: a retried publish with the same key returns the first result
                 (with ``duplicate=True``) instead of storing the event again.
+            priority: ``high``, ``normal`` or ``low``: the lane it travels in.
 
         Raises:
             TypeError: the payload cannot be encoded as JSON.
@@ -295,6 +365,7 @@ class AsyncClient(AsyncResource):
             delay=delay,
             deliver_at=deliver_at,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
         answer = await self._http.request("POST", ["topics", topic, "events"], request)
         return self._http.decode(answer, _PUBLISHED)
@@ -307,7 +378,8 @@ class AsyncClient(AsyncResource):
         Args:
             topic: the topic's name.
             events: requests, or mappings with the keys ``payload`` (required), ``key``,
-                ``attributes``, ``delay``, ``deliver_at`` and ``idempotency_key``, which
+                ``attributes``, ``delay``, ``deliver_at``, ``idempotency_key`` and
+                ``priority``, which
                 mean what :meth:`publish`'s arguments do.
 
         Raises:
@@ -386,3 +458,113 @@ class AsyncClient(AsyncResource):
             The lambdas, in the server's order.
         """
         return self._http.decode(await self._http.request("GET", ["lambdas"]), _LAMBDAS)
+
+    async def dead_letters(
+        self,
+        subscription: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> DeadLetterPage:
+        """Read a page of a subscription's dead letters, by partition and offset.
+
+        Args:
+            subscription: the subscription's name.
+            since: only those that went dead at or after this time (timezone-aware).
+            until: only those that went dead before this time (timezone-aware).
+            error: only those whose last error contains this text, ignoring case.
+            after: the ``next`` of the page before, for the page after it.
+            limit: dead letters at most in the page (1 to 1,000).
+
+        Raises:
+            ValueError: ``since`` or ``until`` is naive.
+            NotFound: there is no such subscription.
+            InvalidRequest: a value breaks a rule (``field`` is ``/query/<name>``).
+
+        Returns:
+            The page: its ``items`` (without their history) and the ``next`` cursor, which
+            is ``None`` on the last page.
+        """
+        query = listing_query(since=since, until=until, error=error, after=after, limit=limit)
+        answer = await self._http.request(
+            "GET", ["subscriptions", subscription, "dead-letters"], query=query
+        )
+        return self._http.decode(answer, _DEAD_LETTER_PAGE)
+
+    async def dead_letter(self, subscription: str, event_id: str) -> DeadLetter:
+        """Read one dead letter with its payload and whole attempt history.
+
+        Raises:
+            NotFound: no such subscription or event, or the event is not dead for the
+                subscription (it never was, or was redriven or purged).
+
+        Returns:
+            The dead letter.
+        """
+        answer = await self._http.request(
+            "GET", ["subscriptions", subscription, "dead-letters", event_id]
+        )
+        return self._http.decode(answer, _DEAD_LETTER)
+
+    async def redrive(
+        self,
+        subscription: str,
+        event_ids: Sequence[str] | None = None,
+        *,
+        all: bool = False,  # the wire's name (shadows the builtin in this method only)
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Send dead letters back to their subscription, delivered again from attempt 1.
+
+        Args:
+            subscription: the subscription's name.
+            event_ids: these dead letters; those no longer dead are skipped.
+            all: every dead letter instead, narrowed by ``since``, ``until`` and ``error``.
+            since: with ``all``: only those that went dead at or after this time.
+            until: with ``all``: only those that went dead before this time.
+            error: with ``all``: only those whose last error contains this text, ignoring
+                case.
+
+        Raises:
+            ValueError: neither ``event_ids`` nor ``all``, or both, or an empty
+                ``event_ids``, or a filter with ``event_ids``, or a naive time.
+            NotFound: there is no such subscription.
+            InvalidRequest: an id names no event of the subscription's topic (``errors``
+                lists each, ``field`` ``/event_ids/<index>``); nothing was sent back.
+
+        Returns:
+            How many were sent back.
+        """
+        chosen = selection(event_ids, all=all, since=since, until=until, error=error)
+        answer = await self._http.request(
+            "POST", ["subscriptions", subscription, "dead-letters:redrive"], chosen
+        )
+        return self._http.decode(answer, _COUNT).count
+
+    async def purge_dead_letters(
+        self,
+        subscription: str,
+        event_ids: Sequence[str] | None = None,
+        *,
+        all: bool = False,  # the wire's name (shadows the builtin in this method only)
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Drop dead letters: they read ``dropped`` and are never delivered again.
+
+        Takes the arguments of :meth:`redrive`, and raises the same errors.
+
+        Returns:
+            How many were dropped.
+        """
+        chosen = selection(event_ids, all=all, since=since, until=until, error=error)
+        answer = await self._http.request(
+            "POST", ["subscriptions", subscription, "dead-letters:purge"], chosen
+        )
+        return self._http.decode(answer, _COUNT).count

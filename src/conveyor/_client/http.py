@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, TypeVar
 from urllib.parse import quote
 
@@ -70,7 +70,12 @@ class HttpSession:
         return self._session
 
     async def request(
-        self, method: str, path: Sequence[str], body: msgspec.Struct | None = None
+        self,
+        method: str,
+        path: Sequence[str],
+        body: msgspec.Struct | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
     ) -> Answer:
         """Send one request and return its answer when it succeeded.
 
@@ -78,6 +83,7 @@ class HttpSession:
             method: the HTTP method.
             path: the segments after ``/v1``, unencoded.
             body: the JSON body, if any.
+            query: query parameters, unencoded.
 
         Raises:
             ConveyorError: the answer was an error (the subclass its status stands for), or
@@ -91,6 +97,8 @@ class HttpSession:
         url = self._root.with_path(
             "/".join([self._root.raw_path, *map(_segment, path)]), encoded=True
         )
+        if query:
+            url = url.with_query(query)
         data = None if body is None else _ENCODER.encode(body)
         session = self._open()
         try:

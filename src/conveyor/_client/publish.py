@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from conveyor.api.schemas import PublishRequest
+from conveyor.model import Priority
 
 __all__ = ["EventFields", "build_request", "encode_payload", "request_from_mapping"]
 
@@ -58,6 +59,7 @@ def build_request(
     delay: float | timedelta | None = None,
     deliver_at: datetime | None = None,
     idempotency_key: str | None = None,
+    priority: Priority | str = Priority.NORMAL,
 ) -> PublishRequest:
     """Build one event's request; see :meth:`conveyor.client.AsyncClient.publish`.
 
@@ -66,7 +68,8 @@ def build_request(
 
     Raises:
         TypeError: the payload cannot be encoded as JSON.
-        ValueError: both ``delay`` and ``deliver_at`` are given, or ``deliver_at`` is naive.
+        ValueError: both ``delay`` and ``deliver_at`` are given, ``deliver_at`` is naive,
+            or ``priority`` is not ``high``, ``normal`` or ``low``.
 
     Returns:
         The request, its payload already encoded.
@@ -84,6 +87,7 @@ def build_request(
         deliver_at=deliver_at,
         delay=delay,
         idempotency_key=idempotency_key,
+        priority=Priority(priority),
     )
 
 
@@ -96,6 +100,7 @@ class EventFields(msgspec.Struct, forbid_unknown_fields=True):
     delay: float | timedelta | None = None
     deliver_at: datetime | None = None
     idempotency_key: str | None = None
+    priority: Priority = Priority.NORMAL
 
 
 def request_from_mapping(event: Mapping[str, object], index: int) -> PublishRequest:
@@ -103,7 +108,7 @@ def request_from_mapping(event: Mapping[str, object], index: int) -> PublishRequ
 
     Args:
         event: ``payload`` (required), ``key``, ``attributes``, ``delay``, ``deliver_at``,
-            ``idempotency_key``.
+            ``idempotency_key``, ``priority``.
         index: the event's position in the batch, for messages.
 
     Raises:
@@ -126,4 +131,5 @@ def request_from_mapping(event: Mapping[str, object], index: int) -> PublishRequ
         delay=fields.delay,
         deliver_at=fields.deliver_at,
         idempotency_key=fields.idempotency_key,
+        priority=fields.priority,
     )

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
+from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterPage
 from conveyor.api.schemas import (
     EndpointInfo,
     EventView,
@@ -22,6 +23,8 @@ from conveyor.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PARTITIONS,
     DEFAULT_RETENTION_SECONDS,
+    Control,
+    Priority,
     RetryPolicy,
     Subscription,
     Topic,
@@ -142,10 +145,13 @@ class Client:
         *,
         ordered: bool = False,
         max_concurrency: int = 512,
+        min_concurrency: int = 1,
+        adaptive: bool = False,
         max_batch: int = 256,
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
+        control: Control | None = None,
     ) -> SubscriptionInfo:
         """See :meth:`AsyncClient.create_subscription`."""
         return self._run(
@@ -155,10 +161,13 @@ class Client:
                 lambda_name,
                 ordered=ordered,
                 max_concurrency=max_concurrency,
+                min_concurrency=min_concurrency,
+                adaptive=adaptive,
                 max_batch=max_batch,
                 push_timeout=push_timeout,
                 retry=retry,
                 dead_letter_topic=dead_letter_topic,
+                control=control,
             )
         )
 
@@ -178,6 +187,26 @@ class Client:
         """See :meth:`AsyncClient.delete_subscription`."""
         return self._run(self._client.delete_subscription(name))
 
+    def pause(self, name: str) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.pause`."""
+        return self._run(self._client.pause(name))
+
+    def resume(self, name: str) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.resume`."""
+        return self._run(self._client.resume(name))
+
+    def purge(self, name: str) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.purge`."""
+        return self._run(self._client.purge(name))
+
+    def set_rate_limit(self, name: str, per_second: float, *, burst: int = 1) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.set_rate_limit`."""
+        return self._run(self._client.set_rate_limit(name, per_second, burst=burst))
+
+    def clear_rate_limit(self, name: str) -> SubscriptionInfo:
+        """See :meth:`AsyncClient.clear_rate_limit`."""
+        return self._run(self._client.clear_rate_limit(name))
+
     def publish(
         self,
         topic: str,
@@ -188,6 +217,7 @@ class Client:
         delay: float | timedelta | None = None,
         deliver_at: datetime | None = None,
         idempotency_key: str | None = None,
+        priority: Priority | str = Priority.NORMAL,
     ) -> PublishResult:
         """See :meth:`AsyncClient.publish`."""
         return self._run(
@@ -199,6 +229,7 @@ class Client:
                 delay=delay,
                 deliver_at=deliver_at,
                 idempotency_key=idempotency_key,
+                priority=priority,
             )
         )
 
@@ -235,3 +266,58 @@ class Client:
     def list_lambdas(self) -> list[LambdaInfo]:
         """See :meth:`AsyncClient.list_lambdas`."""
         return self._run(self._client.list_lambdas())
+
+    def dead_letters(
+        self,
+        subscription: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> DeadLetterPage:
+        """See :meth:`AsyncClient.dead_letters`."""
+        return self._run(
+            self._client.dead_letters(
+                subscription, since=since, until=until, error=error, after=after, limit=limit
+            )
+        )
+
+    def dead_letter(self, subscription: str, event_id: str) -> DeadLetter:
+        """See :meth:`AsyncClient.dead_letter`."""
+        return self._run(self._client.dead_letter(subscription, event_id))
+
+    def redrive(
+        self,
+        subscription: str,
+        event_ids: Sequence[str] | None = None,
+        *,
+        all: bool = False,  # the wire's name (shadows the builtin in this method only)
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+    ) -> int:
+        """See :meth:`AsyncClient.redrive`."""
+        return self._run(
+            self._client.redrive(
+                subscription, event_ids, all=all, since=since, until=until, error=error
+            )
+        )
+
+    def purge_dead_letters(
+        self,
+        subscription: str,
+        event_ids: Sequence[str] | None = None,
+        *,
+        all: bool = False,  # the wire's name (shadows the builtin in this method only)
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+    ) -> int:
+        """See :meth:`AsyncClient.purge_dead_letters`."""
+        return self._run(
+            self._client.purge_dead_letters(
+                subscription, event_ids, all=all, since=since, until=until, error=error
+            )
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -28,12 +29,14 @@ def _operation(route: Route, schemas: Mapping[object, object]) -> dict[str, obje
         "tags": [route.tag],
         "operationId": route.handler.__name__,
     }
-    params = _PARAM.findall(route.path)
+    params: list[dict[str, object]] = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        for p in _PARAM.findall(route.path)
+    ]
+    if route.query is not None:
+        params += _query_parameters(route.query)
     if params:
-        op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
+        op["parameters"] = params
     if route.body is not None:
         op["requestBody"] = {
             "required": True,
@@ -51,6 +54,26 @@ def _operation(route: Route, schemas: Mapping[object, object]) -> dict[str, obje
         }
     op["responses"] = responses
     return op
+
+
+def _query_parameters(kind: type) -> list[dict[str, object]]:
+    """The query parameters a Struct's fields stand for (a ``None`` option is absence)."""
+    _, components = msgspec.json.schema_components([kind], ref_template=_REF)
+    spec: dict[str, Any] = components[kind.__name__]
+    required = set(spec.get("required", ()))
+    params: list[dict[str, object]] = []
+    for name, prop in spec["properties"].items():
+        schema = dict(prop)
+        options = [o for o in schema.pop("anyOf", ()) if o != {"type": "null"}]
+        if len(options) == 1:
+            schema.update(options[0])
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        param = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        if "description" in schema:
+            param["description"] = schema.pop("description")
+        params.append(param)
+    return params
 
 
 def openapi_document() -> dict[str, object]:

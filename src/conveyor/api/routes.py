@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
-
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from conveyor import __version__
+from conveyor.api._routing import NODE, Route
+from conveyor.api._routing import json_response as _json
+from conveyor.api._routing import read_body as _body
+from conveyor.api.routes_control import CONTROL_ROUTES
+from conveyor.api.routes_dlq import DLQ_ROUTES
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
@@ -27,38 +28,7 @@ from conveyor.errors import Conflict, InvalidRequest, NotFound
 from conveyor.model import Subscription, Topic
 from conveyor.node import Node
 
-NODE = web.AppKey("node", Node)
-T = TypeVar("T")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_encoder = msgspec.json.Encoder()
-_decoders: dict[type, msgspec.json.Decoder[object]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One operation of the API."""
-
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    tag: str
-    body: type | None = None
-    response: object = None
-    status: int = 200
-    errors: tuple[int, ...] = ()
-
-
-def _json(value: object, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
-
-
-async def _body(request: web.Request, kind: type[T]) -> T:
-    decoder = _decoders.get(kind)
-    if decoder is None:
-        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
-    return decoder.decode(await request.read())  # type: ignore[return-value]
+__all__ = ["NODE", "ROUTES", "Route"]
 
 
 def _same_name(path_name: str, body_name: str) -> None:
@@ -366,4 +336,6 @@ ROUTES: tuple[Route, ...] = (
         status=204,
         errors=(404,),
     ),
+    *CONTROL_ROUTES,
+    *DLQ_ROUTES,
 )

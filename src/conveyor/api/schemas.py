@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from conveyor.model import Name, Outcome, Subscription, Topic
+from conveyor.model import Name, Outcome, Priority, Subscription, Topic
 
 MAX_KEY_LENGTH = 1024
 MAX_ATTRIBUTES = 64
@@ -36,6 +36,8 @@ class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
         deliver_at: the earliest delivery time (RFC 3339); excludes ``delay``.
         delay: seconds from now before delivery; excludes ``deliver_at``.
         idempotency_key: a retried publish with the same key returns the first result.
+        priority: the lane it travels in: ``high`` goes first, ``low`` is never starved.
+            Per-key order holds within a lane.
     """
 
     payload: msgspec.Raw
@@ -44,6 +46,7 @@ class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     deliver_at: datetime | None = None
     delay: Delay | None = None
     idempotency_key: IdempotencyKey | None = None
+    priority: Priority = Priority.NORMAL
 
 
 class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -86,7 +89,13 @@ class SubscriptionStats(msgspec.Struct):
         in_flight: events pushed and not yet answered.
         retrying: events waiting for a retry.
         dead: events that went dead.
-        oldest_pending_age: seconds since the oldest unfinished event was published.
+        oldest_pending_age: seconds since the oldest unfinished event became due (its
+            publish, or its deliver_at for a delayed one).
+        backlog_by_priority: the backlog of each priority lane.
+        dropped: events dropped unpushed (purged backlog and purged dead letters).
+        paused: whether pushes are paused.
+        held: events fired ahead of their deliver_at, held in memory until it.
+        concurrency: the adaptive concurrency limiter on the answering node.
     """
 
     backlog: int = 0
@@ -94,6 +103,33 @@ class SubscriptionStats(msgspec.Struct):
     retrying: int = 0
     dead: int = 0
     oldest_pending_age: float | None = None
+    backlog_by_priority: dict[str, int] = msgspec.field(default_factory=dict)
+    dropped: int = 0
+    paused: bool = False
+    held: int = 0
+    concurrency: ConcurrencyView | None = None
+
+
+class ConcurrencyView(msgspec.Struct):
+    """The adaptive concurrency limiter of a subscription on one node.
+
+    Attributes:
+        limit: events it lets be in flight now.
+        floor: the least limit (``min_concurrency``).
+        cap: the most (``max_concurrency``).
+        adaptive: whether the limit moves; fixed at ``cap`` when not.
+        in_flight: events in flight now.
+        min_rtt_ms: the no-load push latency it measures against.
+        recent_rtt_ms: the recent push latency.
+    """
+
+    limit: int
+    floor: int
+    cap: int
+    adaptive: bool
+    in_flight: int
+    min_rtt_ms: float | None = None
+    recent_rtt_ms: float | None = None
 
 
 class SubscriptionInfo(msgspec.Struct):
@@ -145,6 +181,7 @@ class EventView(msgspec.Struct, omit_defaults=True):
     deliver_at: datetime | None = None
     partition: int | None = None
     offset: int | None = None
+    priority: Priority | None = None
     deliveries: list[DeliveryView] = []
 
 

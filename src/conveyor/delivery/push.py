@@ -46,11 +46,15 @@ class PushOutcome:
         results: one per event, in the batch's order (empty for a throttle).
         throttle: seconds the lambda asked the subscription to pause, for a throttle.
         connect_failed: the endpoint could not be reached at all.
+        failed: the push itself failed (no answer in time, an HTTP error, a broken or
+            refused connection): a signal of overload for the concurrency limiter, unlike
+            the lambda's own retry results.
     """
 
     results: list[Result]
     throttle: float | None = None
     connect_failed: bool = False
+    failed: bool = False
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -139,15 +143,22 @@ class Pusher(AsyncResource):
                 if resp.status in (429, 503) and after is not None:
                     return PushOutcome([], throttle=after)
                 text = data[:300].decode("utf-8", "replace")
-                return PushOutcome(_all(events, f"lambda answered HTTP {resp.status}: {text}"))
+                return PushOutcome(
+                    _all(events, f"lambda answered HTTP {resp.status}: {text}"), failed=True
+                )
         except TimeoutError:
             return PushOutcome(
-                _all(events, f"no answer within the push timeout ({push_timeout:g} s)")
+                _all(events, f"no answer within the push timeout ({push_timeout:g} s)"),
+                failed=True,
             )
         except aiohttp.ClientConnectorError as e:
-            return PushOutcome(_all(events, f"cannot connect: {e}"), connect_failed=True)
+            return PushOutcome(
+                _all(events, f"cannot connect: {e}"), connect_failed=True, failed=True
+            )
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as e:
-            return PushOutcome(_all(events, f"connection broken: {type(e).__name__}: {e}"))
+            return PushOutcome(
+                _all(events, f"connection broken: {type(e).__name__}: {e}"), failed=True
+            )
 
     @staticmethod
     def _results(events: Sequence[Event], data: bytes) -> PushOutcome:

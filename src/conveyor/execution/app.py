@@ -78,6 +78,8 @@ class Lambda:
         subscription: str | None = None,
         ordered: bool = False,
         max_concurrency: int = 512,
+        min_concurrency: int = 1,
+        adaptive: bool = False,
         max_batch: int = 256,
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -94,7 +96,10 @@ class Lambda:
             topic: the topic whose events it handles.
             subscription: the subscription's name; defaults to ``"<lambda>.<function name>"``.
             ordered: deliver events of one key one at a time, in order.
-            max_concurrency: events of this subscription in flight at once.
+            max_concurrency: events of this subscription in flight at once, at most.
+            min_concurrency: the least the adaptive limit falls to.
+            adaptive: let the platform move the limit between the two with this lambda's
+                latency, errors and throttling (fixed at ``max_concurrency`` when off).
             max_batch: events in one push.
             push_timeout: seconds the platform waits for a push's answer.
             retry: the retry policy (the platform's default when ``None``).
@@ -121,6 +126,8 @@ class Lambda:
                     lambda_name=self.name,
                     ordered=ordered,
                     max_concurrency=max_concurrency,
+                    min_concurrency=min_concurrency,
+                    adaptive=adaptive,
                     max_batch=max_batch,
                     push_timeout=push_timeout,
                     retry=retry or RetryPolicy(),

@@ -9,6 +9,7 @@ a cursor is never made durable ahead of the rows that own the offsets it passed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
@@ -28,6 +29,7 @@ log = logging.getLogger("conveyor.flow")
 
 RESTART_DELAY = 1.0  # seconds before a failed runner is started again
 RETRY_COMMIT_DELAY = 0.2  # seconds between attempts to commit progress that failed
+REDRIVE_BATCH = 1000  # redriven events taken per subscription per look
 
 
 class Dispatcher:
@@ -42,6 +44,8 @@ class Dispatcher:
         topic_of: resolves a topic by name (``None`` when missing).
         flush_interval: seconds between progress commits.
         jitter: draws retry waits (tests pin it).
+        redrive_interval: seconds between looks for dead events sent back by a redrive
+            made through another node (this node's own redrives are taken at once).
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class Dispatcher:
         topic_of: Callable[[str], Topic | None],
         flush_interval: float = 0.005,
         jitter: Jitter = random.uniform,
+        redrive_interval: float = 1.0,
     ) -> None:
         self._store = store
         self._pool = pool
@@ -80,6 +85,8 @@ class Dispatcher:
         self._on_lease_lost: Callable[[str], Coroutine[object, object, None]] | None = None
         self._heads_interval: float | None = None
         self._retire_timeout: float | None = None
+        self._redrive_interval = redrive_interval
+        self._redrive_wake = asyncio.Event()
         pool.set_listener(self._endpoints_changed)
 
     def use_leases(
@@ -114,6 +121,7 @@ class Dispatcher:
                 self.put(sub)
             if self._heads_interval is not None:
                 tg.create_task(self._poll_heads(self._heads_interval))
+            tg.create_task(self._poll_redrives())
             started.set()
             await self._flush_loop()
         self._tg = None
@@ -124,6 +132,7 @@ class Dispatcher:
         for runner in self._runners.values():
             runner.stop()
         self._dirty_event.set()
+        self._redrive_wake.set()
 
     # -- subscriptions ----------------------------------------------------------------------
     def put(self, sub: Subscription) -> None:
@@ -134,8 +143,7 @@ class Dispatcher:
         self._subs[sub.name] = sub
         current = self._runners.get(sub.name)
         if current is not None and current.sub.ordered == sub.ordered:
-            current.sub = sub
-            current.wake()
+            current.update(sub)
             return
         if current is not None:
             # Changing ordering rebuilds the runner from committed state.
@@ -358,3 +366,31 @@ class Dispatcher:
             for (topic, partition), head in heads.items():
                 for runner in self._by_topic.get(topic, ()):
                     runner.on_head(partition, head)
+
+    # -- redrives ---------------------------------------------------------------------------
+    def redrive_requested(self, subscription: str) -> None:
+        """Dead events of a subscription were sent back: look for them now."""
+        self._redrive_wake.set()
+
+    async def _poll_redrives(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._redrive_wake.wait(), self._redrive_interval)
+            self._redrive_wake.clear()
+            for runner in list(self._runners.values()):
+                await self._take_redrives(runner)
+
+    async def _take_redrives(self, runner: Runner) -> None:
+        parts = None if runner.partitions is None else runner.owned_partitions()
+        if self._stopping or not runner.loaded.is_set() or parts == []:
+            return
+        # Under the flush lock: a redriven row whose new state is taken but not yet
+        # committed is never read back as still waiting (and delivered twice).
+        async with self._flush_lock:
+            try:
+                rows = await self._store.redrive_requests(runner.sub.name, parts, REDRIVE_BATCH)
+            except ConveyorError as e:
+                log.warning("looking for redriven events failed: %s", e)
+                return
+            if rows and self._runners.get(runner.sub.name) is runner:
+                runner.redrive(rows)

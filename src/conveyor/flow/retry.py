@@ -52,6 +52,15 @@ def next_delay(
     return jitter(policy.min_backoff, bound) if bound > policy.min_backoff else bound
 
 
-def exhausted(policy: RetryPolicy, attempts: int) -> bool:
-    """Whether ``attempts`` deliveries used up the policy."""
-    return attempts >= policy.max_attempts
+def exhausted(policy: RetryPolicy, attempts: int, retrying_for: float = 0.0) -> bool:
+    """Whether the policy is used up.
+
+    Args:
+        policy: the subscription's retry policy.
+        attempts: deliveries tried so far.
+        retrying_for: seconds from the first attempt to the latest failure.
+    """
+    if attempts >= policy.max_attempts:
+        return True
+    limit = policy.max_retry_duration
+    return limit is not None and retrying_for >= limit

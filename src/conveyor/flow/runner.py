@@ -29,10 +29,24 @@ import msgspec
 from conveyor.clock import Clock, TimerHandle, to_ms
 from conveyor.delivery.endpoints import EndpointPool, EndpointState
 from conveyor.delivery.push import Pusher, Result
+from conveyor.flow.lanes import WeightedLanes
+from conveyor.flow.limiter import AdaptiveLimiter, LimiterStats
 from conveyor.flow.progress import PartitionProgress
+from conveyor.flow.ratelimit import TokenBucket
 from conveyor.flow.retry import Jitter, exhausted, next_delay
 from conveyor.metrics import Metrics
-from conveyor.model import Attempt, DeliveryState, Event, Outcome, Subscription, Topic
+from conveyor.model import (
+    LANE_WEIGHTS,
+    LANES,
+    Attempt,
+    DeliveryState,
+    Event,
+    Outcome,
+    Subscription,
+    Topic,
+    lane_of,
+    log_partition,
+)
 from conveyor.scheduler.ordering import Admit, KeyLanes
 from conveyor.store.base import CursorState, DeliveryRow, NewEvent, Progress, Store
 
@@ -49,6 +63,7 @@ _ROW_STATES = {
     "blocked": DeliveryState.PENDING,
     "dead": DeliveryState.DEAD,
     "succeeded": DeliveryState.SUCCEEDED,
+    "dropped": DeliveryState.DROPPED,
 }
 
 
@@ -58,9 +73,29 @@ class _Part:
     progress: PartitionProgress
     head: int
     next_read: int
-    lanes: KeyLanes | None
+    keys: KeyLanes | None  # per-key FIFO, for an ordered subscription
+    lane: int = 0  # its priority lane (index into model.LANES)
     buffer: deque[Event] = field(default_factory=deque)
     reading: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class RunnerStats:
+    """A runner's live figures.
+
+    Attributes:
+        backlog: events in its partitions not yet finished (retrying ones excluded).
+        in_flight: events pushed and not answered.
+        retrying: events waiting for a retry.
+        held: events fired ahead of their deliver_at, waiting in memory for it.
+        limiter: the adaptive concurrency limiter's state.
+    """
+
+    backlog: int
+    in_flight: int
+    retrying: int
+    held: int
+    limiter: LimiterStats
 
 
 class Runner:
@@ -122,6 +157,17 @@ class Runner:
         self._batches: dict[int, list[Event]] = {}
         self._batch_ids = itertools.count()
         self._rr = 0
+        self._by_lane: list[list[_Part]] = [[] for _ in LANES]
+        self._lane_rr = [0] * len(LANES)
+        self._buffered = [0] * len(LANES)  # events in the lanes' buffers
+        self._weights = WeightedLanes([LANE_WEIGHTS[lane] for lane in LANES])
+        self._held: list[tuple[int, int, int, Event, int]] = []  # (due, part, off, ev, attempt)
+        self._unordered: set[Ref] = set()  # redriven events: delivered outside key order
+        self.limiter = AdaptiveLimiter(
+            floor=sub.min_concurrency, cap=sub.max_concurrency, adaptive=sub.adaptive
+        )
+        self._bucket: TokenBucket | None = None
+        self._configure_rate(clock.now())
         self.in_flight = 0
         self._paused_until = 0.0
         self._wake = asyncio.Event()
@@ -138,6 +184,9 @@ class Runner:
         self._m_throttles = metrics.throttles.labels(sub.name)
         self._m_dead = metrics.dead.labels(sub.name)
         self._m_lateness = metrics.lateness.labels(sub.name)
+        self._m_limit = metrics.concurrency_limit.labels(sub.name)
+        self._m_dropped = metrics.dropped.labels(sub.name)
+        self._m_limit.set(self.limiter.limit)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -161,6 +210,64 @@ class Runner:
         """Look for work again (endpoints changed, time moved)."""
         self._wake.set()
 
+    def update(self, sub: Subscription) -> None:
+        """Apply a subscription's new settings and gates (same topic and ordering)."""
+        old, self.sub = self.sub, sub
+        now = self._clock.now()
+        self.limiter.configure(
+            floor=sub.min_concurrency, cap=sub.max_concurrency, adaptive=sub.adaptive
+        )
+        self._m_limit.set(self.limiter.limit)
+        if sub.control.rate_limit != old.control.rate_limit:
+            self._configure_rate(now)
+        purged = sub.control.purged_before_ms
+        if purged is not None and purged != old.control.purged_before_ms:
+            # A drain to drop: retrying events are loaded at once, to be dropped unpushed.
+            self._to_load.extend(r for r, row in self._rows.items() if row.state == "retrying")
+        self._wake.set()
+
+    def _configure_rate(self, now: float) -> None:
+        limit = self.sub.control.rate_limit
+        if limit is None:
+            self._bucket = None
+            return
+        # Each node paces its share of the partitions, so the cluster keeps the rate.
+        share = 1.0 if self.partitions is None else len(self.partitions) / self.topic.log_partitions
+        rate = limit.per_second * share
+        burst = max(1, round(limit.burst * share))
+        if self._bucket is None:
+            self._bucket = TokenBucket(rate, burst, now)
+        else:
+            self._bucket.configure(rate, burst, now)
+
+    def redrive(self, rows: list[DeliveryRow]) -> int:
+        """Take dead events sent back by a redrive: each is delivered again from attempt 1.
+
+        A redriven event of an ordered subscription goes outside its key's order (the
+        events that followed it were delivered long ago). Returns how many were taken.
+        """
+        now_ms = to_ms(self._clock.now())
+        taken = 0
+        for row in rows:
+            ref = (row.partition, row.offset)
+            if row.partition not in self._parts or ref in self._rows or ref in self._pending:
+                continue
+            # Written as a retrying row due now, so a restart delivers it too.
+            row.state = DeliveryState.RETRYING.value
+            row.attempts = 0
+            row.next_ms = now_ms
+            row.updated_ms = now_ms
+            self._rows[ref] = row
+            self._pending[ref] = row
+            self._to_load.append(ref)
+            if self.sub.ordered and row.key is not None:
+                self._unordered.add(ref)
+            taken += 1
+        if taken:
+            self._on_dirty(self)
+            self._wake.set()
+        return taken
+
     async def _load(self) -> None:
         cursors, rows = await self._store.load_progress(self.sub)
         ends = await self._store.log_ends(self.topic)
@@ -169,9 +276,11 @@ class Runner:
                 continue
             progress = PartitionProgress(cursors.get(i, CursorState(end, [], end)))
             head = max(end, self._pending_heads.get(i, 0))
-            lanes = KeyLanes() if self.sub.ordered else None
-            self._parts[i] = _Part(i, progress, head, progress.cursor, lanes)
+            keys = KeyLanes() if self.sub.ordered else None
+            lane = LANES.index(lane_of(i, self.topic.partitions))
+            self._parts[i] = _Part(i, progress, head, progress.cursor, keys, lane)
         self._order = list(self._parts.values())
+        self._by_lane = [[p for p in self._order if p.lane == i] for i in range(len(LANES))]
         by_key: dict[tuple[int, str], list[DeliveryRow]] = {}
         for row in rows:
             if row.partition not in self._parts:
@@ -184,9 +293,9 @@ class Runner:
             if self.sub.ordered and row.key is not None:
                 by_key.setdefault((row.partition, row.key), []).append(row)
         for (part, key), key_rows in by_key.items():
-            lanes = self._parts[part].lanes
-            assert lanes is not None
-            release = lanes.restore(
+            keys = self._parts[part].keys
+            assert keys is not None
+            release = keys.restore(
                 key, [r.offset for r in key_rows], key_rows[0].state == "retrying"
             )
             if release is not None:
@@ -212,6 +321,7 @@ class Runner:
             and p.next_read - p.progress.cursor < WINDOW
         ):
             p.buffer.extend(events)
+            self._buffered[p.lane] += len(events)
             p.next_read = last + 1
         self._wake.set()
 
@@ -225,10 +335,11 @@ class Runner:
     # -- the loop's step --------------------------------------------------------------------
     def _step(self) -> None:
         now = self._clock.now()
-        self._release_due(to_ms(now))
+        now_ms = to_ms(now)
+        self._release_due(now_ms)
         self._start_loads()
         self._start_reads()
-        self._dispatch(now)
+        self._dispatch(now, now_ms)
         self._arm(now)
 
     def _release_due(self, now_ms: int) -> None:
@@ -240,6 +351,10 @@ class Runner:
             # stale heap entries (the row moved on) are dropped.
             if row is not None and row.state == "retrying" and row.next_ms == due:
                 self._to_load.append((part, off))
+        held = self._held
+        while held and held[0][0] <= now_ms:
+            _, _, _, event, attempt = heapq.heappop(held)
+            self._ready.append((event, attempt))
 
     def _start_loads(self) -> None:
         if self._to_load and not self._loading:
@@ -283,23 +398,34 @@ class Runner:
             p.reading = False
         if events and events[0].offset == p.next_read:
             p.buffer.extend(events)
+            self._buffered[p.lane] += len(events)
             p.next_read = events[-1].offset + 1
         self._wake.set()
 
     # -- dispatch ---------------------------------------------------------------------------
-    def _dispatch(self, now: float) -> None:
-        if self._paused_until > now or self._stopping:
+    def _dispatch(self, now: float, now_ms: int) -> None:
+        if self.sub.control.paused and self.sub.control.purged_before_ms is not None:
+            self._drop_purged(self.sub.control.purged_before_ms)
+        if self._paused_until > now or self._stopping or self.sub.control.paused:
             return
         if not self._lease_valid():
             # Never push on a lease that may have lapsed; look again shortly.
             self._paused_until = now + LEASE_RECHECK
             return
-        capacity = self.sub.max_concurrency - self.in_flight
+        capacity = min(self.limiter.limit, self.sub.max_concurrency) - self.in_flight
+        bucket = self._bucket
         while capacity > 0:
             endpoint = self._pool.choose(self.sub.lambda_name)
             if endpoint is None:
                 return
-            batch, attempts = self._take(min(self.sub.max_batch, capacity))
+            want = min(self.sub.max_batch, capacity)
+            if bucket is not None:
+                want = bucket.take(want, now)
+                if want == 0:
+                    return
+            batch, attempts = self._take(want, now_ms)
+            if bucket is not None and len(batch) < want:
+                bucket.refund(want - len(batch), now)
             if not batch:
                 return
             capacity -= len(batch)
@@ -307,52 +433,115 @@ class Runner:
             endpoint.in_flight += len(batch)
             self._tg.create_task(self._push(endpoint, batch, attempts))
 
-    def _take(self, n: int) -> tuple[list[Event], list[int]]:
+    def _take(self, n: int, now_ms: int) -> tuple[list[Event], list[int]]:
         batch: list[Event] = []
         attempts: list[int] = []
         ready = self._ready
         while ready and len(batch) < n:
             event, attempt = ready.popleft()
-            batch.append(event)
-            attempts.append(attempt)
-        parts = self._order
+            if self._admit(event, now_ms, attempt):
+                batch.append(event)
+                attempts.append(attempt)
+        busy = self._buffered
+        while len(batch) < n:
+            active = [i for i, count in enumerate(busy) if count > 0]
+            if not active:
+                break
+            if len(active) == 1:
+                # One busy lane (the common case): take in bulk, partitions in turn.
+                self._take_lane(active[0], batch, attempts, n, now_ms)
+                continue
+            # Several: one event at a time, lanes by weight (see flow/lanes.py).
+            self._take_lane(self._weights.pick(busy), batch, attempts, len(batch) + 1, now_ms)
+        return batch, attempts
+
+    def _take_lane(
+        self, lane: int, batch: list[Event], attempts: list[int], n: int, now_ms: int
+    ) -> None:
+        parts = self._by_lane[lane]
         count = len(parts)
-        if not count:
-            return batch, attempts
+        i = self._lane_rr[lane] % count
         idle = 0
-        i = self._rr % count
-        while len(batch) < n and idle < count:
+        while len(batch) < n and idle < count and self._buffered[lane] > 0:
             p = parts[i]
             i = (i + 1) % count
             if not p.buffer:
                 idle += 1
                 continue
             idle = 0
-            self._take_from(p, batch, attempts, n)
-        self._rr = i
-        return batch, attempts
+            self._take_from(p, batch, attempts, n, now_ms)
+        self._lane_rr[lane] = i
 
-    def _take_from(self, p: _Part, batch: list[Event], attempts: list[int], n: int) -> None:
+    def _take_from(
+        self, p: _Part, batch: list[Event], attempts: list[int], n: int, now_ms: int
+    ) -> None:
         buffer = p.buffer
         progress = p.progress
-        lanes = p.lanes
+        keys = p.keys
         # Fairness between partitions: take at most an even share of the batch at a time.
         quota = max(1, n // len(self._order))
         taken = 0
+        popped = 0
         while buffer and len(batch) < n and taken < quota:
             event = buffer.popleft()
+            popped += 1
             if progress.is_finished(event.offset):
                 continue
-            if lanes is not None:
-                verdict = lanes.admit(event)
+            if keys is not None:
+                verdict = keys.admit(event)
                 if verdict is Admit.WAIT:
                     continue
                 if verdict is Admit.PARK:
                     self._park(p, event)
                     continue
-            batch.append(event)
-            attempts.append(1)
-            taken += 1
+            if self._admit(event, now_ms, 1):
+                batch.append(event)
+                attempts.append(1)
+                taken += 1
+        self._buffered[p.lane] -= popped
+
+    def _drop_purged(self, purged: int) -> None:
+        """While paused, drop what a purge covers without waiting for the resume."""
+        dropped = 0
+        for _ in range(len(self._ready)):
+            event, attempt = self._ready.popleft()
+            if event.publish_ms < purged:
+                self._drop(event)  # (may release the key's next event into the ready queue)
+                dropped += 1
+            else:
+                self._ready.append((event, attempt))
+        for p in self._order:
+            if not p.buffer:
+                continue
+            kept: deque[Event] = deque()
+            for event in p.buffer:
+                if p.progress.is_finished(event.offset):
+                    continue
+                if event.publish_ms >= purged:
+                    kept.append(event)
+                elif p.keys is None or not p.keys.holds(event.key):
+                    self._drop(event)  # never admitted: no key to release
+                    dropped += 1
+                else:
+                    kept.append(event)  # behind its key's head: goes in order when resumed
+            self._buffered[p.lane] -= len(p.buffer) - len(kept)
+            p.buffer = kept
+        if dropped:
+            self._wake.set()  # room in the buffers: read on
+
+    def _admit(self, event: Event, now_ms: int, attempt: int) -> bool:
+        """Whether an event taken for a push goes now; drops purged ones, holds early ones."""
+        purged = self.sub.control.purged_before_ms
+        if purged is not None and event.publish_ms < purged:
+            self._drop(event)
+            return False
+        due = event.deliver_at_ms
+        if due is not None and due > now_ms:
+            # Fired ahead of its time (the scheduler's lead, or read back after a restart):
+            # it waits here. Invariant: nothing is pushed before its deliver_at.
+            heapq.heappush(self._held, (due, event.partition, event.offset, event, attempt))
+            return False
+        return True
 
     async def _push(self, endpoint: EndpointState, batch: list[Event], attempts: list[int]) -> None:
         if not self._lease_valid():
@@ -366,6 +555,7 @@ class Runner:
         batch_id = next(self._batch_ids)
         self._batches[batch_id] = batch
         started = self._clock.now()
+        in_flight = self.in_flight
         self._observe_lateness(batch, attempts, started)
         try:
             outcome = await self._pusher.push(
@@ -377,15 +567,22 @@ class Runner:
             self.in_flight -= len(batch)
         endpoint.pushes += 1
         self._m_pushes.inc()
-        self._m_push.observe(max(0.0, self._clock.now() - started))
+        now = self._clock.now()
+        self._m_push.observe(max(0.0, now - started))
         if outcome.connect_failed:
             self._pool.connect_failed(endpoint)
         if outcome.throttle is not None:
             self._m_throttles.inc()
-            self._paused_until = max(self._paused_until, self._clock.now() + outcome.throttle)
+            self.limiter.on_throttle(now)
+            self._paused_until = max(self._paused_until, now + outcome.throttle)
             self._ready.extendleft(reversed(list(zip(batch, attempts, strict=True))))
         else:
+            if outcome.failed:
+                self.limiter.on_failure(now)
+            else:
+                self.limiter.on_sample(max(0.0, now - started), in_flight, now)
             self._settle(batch, attempts, outcome.results, started)
+        self._m_limit.set(self.limiter.limit)
         self._wake.set()
 
     def _observe_lateness(self, batch: list[Event], attempts: list[int], now: float) -> None:
@@ -400,16 +597,19 @@ class Runner:
         now = self._clock.now()
         succeeded = 0
         parts = self._parts
+        policy = self.sub.retry
         for event, attempt, result in zip(batch, attempts, results, strict=True):
             p = parts[event.partition]
+            ref = (event.partition, event.offset)
             if result.outcome is Outcome.SUCCESS:
                 succeeded += 1
-                if self._rows and (event.partition, event.offset) in self._rows:
+                if self._rows and ref in self._rows:
                     self._row_succeeded(event, attempt, started, now)
                 p.progress.finish(event.offset)
-                if p.lanes is not None:
-                    self._release(p, event.key)
-            elif result.outcome is Outcome.RETRY and not exhausted(self.sub.retry, attempt):
+                self._key_done(p, event)
+            elif result.outcome is Outcome.RETRY and not exhausted(
+                policy, attempt, self._retrying_for(ref, started, now)
+            ):
                 self._m_results[Outcome.RETRY].inc()
                 self._retry_later(p, event, attempt, result, started=started, now=now)
             else:
@@ -418,6 +618,23 @@ class Runner:
         if succeeded:
             self._m_results[Outcome.SUCCESS].inc(succeeded)
         self._on_dirty(self)
+
+    def _retrying_for(self, ref: Ref, started: float, now: float) -> float:
+        """Seconds from an event's first attempt (this one, if it has none) to now."""
+        row = self._rows.get(ref)
+        first = row.history[0].at_ms / 1000 if row is not None and row.history else started
+        return max(0.0, now - first)
+
+    def _key_done(self, p: _Part, event: Event) -> None:
+        """An event is finished: let its key's next event go (ordered subscriptions)."""
+        if p.keys is not None and not self._unordered_done((event.partition, event.offset)):
+            self._release(p, event.key)
+
+    def _unordered_done(self, ref: Ref) -> bool:
+        if ref in self._unordered:
+            self._unordered.discard(ref)
+            return True
+        return False
 
     def _attempt(self, attempt: int, result: Result, started: float, now: float) -> Attempt:
         return Attempt(
@@ -464,8 +681,8 @@ class Runner:
         heapq.heappush(self._retry_heap, (row.next_ms, event.partition, event.offset))
         # Invariant: the row owns the event now, so the cursor may pass it.
         p.progress.finish(event.offset)
-        if p.lanes is not None:
-            for follower in p.lanes.failed(event.key):
+        if p.keys is not None and ref not in self._unordered:
+            for follower in p.keys.failed(event.key):
                 self._park(p, follower)
 
     def _bury(
@@ -485,8 +702,24 @@ class Runner:
         if self.sub.dead_letter_topic is not None:
             self._dead_letters.append(event)
         p.progress.finish(event.offset)
-        if p.lanes is not None:
-            self._release(p, event.key)
+        self._key_done(p, event)
+
+    def _drop(self, event: Event) -> None:
+        """Finish an event unpushed: it was published before the subscription's purge."""
+        ref = (event.partition, event.offset)
+        now_ms = to_ms(self._clock.now())
+        row = self._rows.pop(ref, None)
+        if row is None:
+            row = DeliveryRow(event.partition, event.offset, event.key, "", 0, None, None, [], 0)
+        row.state = DeliveryState.DROPPED.value
+        row.next_ms = None
+        row.updated_ms = now_ms
+        self._pending[ref] = row
+        self._m_dropped.inc()
+        p = self._parts[event.partition]
+        p.progress.finish(event.offset)
+        self._key_done(p, event)
+        self._on_dirty(self)
 
     def _bury_missing(self, ref: Ref, row: DeliveryRow) -> None:
         now = self._clock.now()
@@ -496,7 +729,7 @@ class Runner:
         self._rows.pop(ref, None)
         self._pending[ref] = row
         p = self._parts[ref[0]]
-        if p.lanes is not None:
+        if p.keys is not None and not self._unordered_done(ref):
             self._release(p, row.key)
         self._on_dirty(self)
 
@@ -518,8 +751,8 @@ class Runner:
         p.progress.finish(event.offset)
 
     def _release(self, p: _Part, key: str | None) -> None:
-        assert p.lanes is not None
-        release = p.lanes.finished(key)
+        assert p.keys is not None
+        release = p.keys.finished(key)
         if release is None:
             return
         if release.event is not None:
@@ -537,8 +770,15 @@ class Runner:
         deadlines = []
         if self._retry_heap:
             deadlines.append(self._retry_heap[0][0] / 1000)
+        if self._held:
+            deadlines.append(self._held[0][0] / 1000)
         if self._paused_until > now:
             deadlines.append(self._paused_until)
+        bucket = self._bucket
+        if bucket is not None and (self._ready or any(self._buffered)):
+            refill = bucket.next_at(now)
+            if refill > now:
+                deadlines.append(refill)
         back = self._pool.next_change(self.sub.lambda_name)
         if back is not None:
             deadlines.append(back)
@@ -588,7 +828,11 @@ class Runner:
         now_ms = to_ms(self._clock.now())
         return NewEvent(
             new_id(now_ms),
-            partition_for(event.key, dlq.partitions, event.offset),
+            log_partition(
+                partition_for(event.key, dlq.partitions, event.offset),
+                lane_of(event.partition, self.topic.partitions),
+                dlq.partitions,
+            ),
             event.key,
             attributes,
             event.payload,
@@ -618,13 +862,19 @@ class Runner:
         p = self._parts.get(partition)
         return None if p is None else p.progress.is_finished(offset)
 
-    def stats(self) -> tuple[int, int, int]:
-        """(backlog, in flight, retrying) as this node sees them now."""
+    def stats(self) -> RunnerStats:
+        """This subscription's figures as this node sees them now."""
         backlog = sum(
             max(0, p.head - p.progress.cursor - len(p.progress.acked)) for p in self._order
         )
         retrying = sum(1 for r in self._rows.values() if r.state == "retrying")
-        return backlog, self.in_flight, retrying
+        return RunnerStats(backlog, self.in_flight, retrying, len(self._held), self.limiter.stats())
+
+    def partition_backlogs(self) -> dict[int, int]:
+        """Unfinished events (retrying ones excluded) of each partition this runner holds."""
+        return {
+            p.index: max(0, p.head - p.progress.cursor - len(p.progress.acked)) for p in self._order
+        }
 
     def owned_partitions(self) -> list[int]:
         """The partitions this runner dispatches."""

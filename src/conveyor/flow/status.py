@@ -13,6 +13,7 @@ import msgspec
 
 from conveyor.api.schemas import (
     AttemptView,
+    ConcurrencyView,
     DeliveryView,
     EventView,
     SubscriptionInfo,
@@ -22,7 +23,7 @@ from conveyor.catalog import Catalog
 from conveyor.clock import Clock
 from conveyor.errors import NotFound
 from conveyor.flow.dispatcher import Dispatcher
-from conveyor.model import DeliveryState, Event, Subscription
+from conveyor.model import DeliveryState, Event, Priority, Subscription, lane_of
 from conveyor.store.base import CursorState, DeliveryRow, Store
 
 
@@ -43,6 +44,17 @@ def _history(row: DeliveryRow | None) -> list[AttemptView]:
         )
         for a in row.history
     ]
+
+
+_ROW_STATES = {
+    s.value: s
+    for s in (
+        DeliveryState.RETRYING,
+        DeliveryState.DEAD,
+        DeliveryState.SUCCEEDED,
+        DeliveryState.DROPPED,
+    )
+}
 
 
 class StatusService:
@@ -74,10 +86,10 @@ class StatusService:
             raise NotFound("event", event_id)
         event, scheduled = found
         subs = self._catalog.subscriptions(event.topic)
+        topic = self._catalog.topic(event.topic)
         if scheduled:
             deliveries = [DeliveryView(s.name, DeliveryState.SCHEDULED.value) for s in subs]
         else:
-            topic = self._catalog.topic(event.topic)
             rows = await self._store.delivery_rows(topic, event.partition, event.offset)
             cursors = await self._store.cursors_of(topic, event.partition)
             deliveries = [
@@ -95,6 +107,7 @@ class StatusService:
             deliver_at=_dt(event.deliver_at_ms),
             partition=None if scheduled else event.partition,
             offset=None if scheduled else event.offset,
+            priority=lane_of(event.partition, topic.partitions),
             deliveries=deliveries,
         )
 
@@ -109,7 +122,7 @@ class StatusService:
         if live is not None and live is not DeliveryState.PENDING:
             state = live
         elif row is not None and row.state != "blocked":
-            state = DeliveryState(row.state)
+            state = _ROW_STATES.get(row.state, DeliveryState.RETRYING)  # redrive: retrying soon
         else:
             finished = runner.is_finished(event.partition, event.offset) if runner else None
             if finished is None and cursor is not None:
@@ -117,6 +130,9 @@ class StatusService:
                     lo <= event.offset < hi for lo, hi in cursor.acked
                 )
             state = DeliveryState.SUCCEEDED if finished and row is None else DeliveryState.PENDING
+            due = event.deliver_at_ms
+            if state is DeliveryState.PENDING and due is not None and due > self._now_ms():
+                state = DeliveryState.SCHEDULED  # appended ahead of its time, held until due
         attempts = row.attempts if row else (1 if state is DeliveryState.SUCCEEDED else 0)
         if state is DeliveryState.RUNNING:
             attempts = (row.attempts if row else 0) + 1
@@ -128,6 +144,9 @@ class StatusService:
             last_error=row.last_error if row else None,
             history=_history(row),
         )
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now() * 1000)
 
     async def subscription(self, name: str) -> SubscriptionInfo:
         """A subscription with its live figures.
@@ -146,29 +165,50 @@ class StatusService:
         # Committed progress covers every partition (those other nodes dispatch included);
         # this node's runner knows its own partitions more recently, and wins for them.
         counts = await self._store.count_rows(sub.name)
-        stats = SubscriptionStats(retrying=counts.get("retrying", 0), dead=counts.get("dead", 0))
+        stats = SubscriptionStats(
+            retrying=counts.get("retrying", 0) + counts.get("redrive", 0),
+            dead=counts.get("dead", 0),
+            dropped=counts.get("dropped", 0),
+            paused=sub.control.paused,
+        )
         topic = self._catalog.topic(sub.topic)
         cursors, _ = await self._store.load_progress(sub)
         ends = await self._store.log_ends(topic)
         runner = self._dispatcher.runner(sub.name)
-        owned = set(runner.owned_partitions()) if runner else set()
+        mine = runner.partition_backlogs() if runner else {}
         unfinished = runner.oldest_unfinished() if runner else []
+        lanes = {lane.value: 0 for lane in Priority}
         for partition, end in enumerate(ends):
+            backlog = mine.get(partition)
             state = cursors.get(partition)
-            if partition in owned or state is None:
-                continue
-            done = sum(hi - lo for lo, hi in state.acked)
-            stats.backlog += max(0, end - state.cursor - done)
-            if state.cursor < end:
-                unfinished.append((partition, state.cursor))
+            if backlog is None and state is not None:
+                done = sum(hi - lo for lo, hi in state.acked)
+                backlog = max(0, end - state.cursor - done)
+                if state.cursor < end:
+                    unfinished.append((partition, state.cursor))
+            lanes[lane_of(partition, topic.partitions).value] += backlog or 0
+        stats.backlog = sum(lanes.values())
+        stats.backlog_by_priority = lanes
         if runner is not None:
-            backlog, stats.in_flight, _ = runner.stats()
-            stats.backlog += backlog
+            live = runner.stats()
+            stats.in_flight = live.in_flight
+            stats.held = live.held
+            limiter = live.limiter
+            stats.concurrency = ConcurrencyView(
+                limit=limiter.limit,
+                floor=limiter.floor,
+                cap=limiter.cap,
+                adaptive=limiter.adaptive,
+                in_flight=live.in_flight,
+                min_rtt_ms=None if limiter.min_rtt is None else limiter.min_rtt * 1000,
+                recent_rtt_ms=None if limiter.recent_rtt is None else limiter.recent_rtt * 1000,
+            )
         oldest: int | None = None
         for partition, cursor in unfinished:
             events = await self._store.read_log(topic, partition, cursor, 1)
-            if events and (oldest is None or events[0].publish_ms < oldest):
-                oldest = events[0].publish_ms
+            if events:
+                due = max(events[0].publish_ms, events[0].deliver_at_ms or 0)
+                oldest = due if oldest is None else min(oldest, due)
         if oldest is not None:
             stats.oldest_pending_age = max(0.0, self._clock.now() - oldest / 1000)
         return stats

@@ -26,7 +26,7 @@ from conveyor.errors import InvalidRequest, SchemaViolation
 from conveyor.frontend.partitioning import partition_for
 from conveyor.frontend.validation import PayloadValidator, check_payload
 from conveyor.metrics import Metrics
-from conveyor.model import Event, Topic
+from conveyor.model import Event, Priority, Topic, log_partition
 from conveyor.store.base import NewEvent, Store, Stored
 
 
@@ -42,6 +42,8 @@ def _digest(req: PublishRequest) -> bytes:
     h.update(b"\x00" + repr((req.delay, req.deliver_at)).encode())
     for k in sorted(req.attributes or {}):
         h.update(b"\x00" + k.encode() + b"=" + (req.attributes or {})[k].encode())
+    if req.priority is not Priority.NORMAL:  # (normal adds nothing: older digests still match)
+        h.update(b"\x00priority=" + req.priority.value.encode())
     return h.digest()
 
 
@@ -181,7 +183,11 @@ class PublishService:
         deliver_at_ms = self._deliver_at(req, now_ms, prefix, index)
         return NewEvent(
             id=new_id(now_ms),
-            partition=partition_for(req.key, topic.partitions, next(self._spread)),
+            partition=log_partition(
+                partition_for(req.key, topic.partitions, next(self._spread)),
+                req.priority,
+                topic.partitions,
+            ),
             key=req.key,
             attributes=req.attributes,
             payload=payload,

@@ -117,6 +117,10 @@ class KeyLanes:
         del self._lanes[key]
         return None
 
+    def holds(self, key: str | None) -> bool:
+        """Whether ``key`` has a lane: its head is in flight or failing."""
+        return key is not None and key in self._lanes
+
     def is_parked(self, key: str) -> bool:
         """Whether the key's lane is parked."""
         lane = self._lanes.get(key)

@@ -6,7 +6,10 @@ same transaction that deletes the timer. Far timers cost no memory until they co
 
 Invariants:
 
-* a timer fires only when ``now >= due`` (never early), measured on the injected clock;
+* a timer's event is appended to the log at ``due - lead`` at the earliest, and pushed only
+  once ``now >= due`` (never early, measured on the injected clock): the runner holds an
+  event whose ``deliver_at`` is still ahead. The lead hides the append's commit and the
+  dispatch behind the wait, so deliveries start on time;
 * every timer due before ``loading_until`` is in the heap or being loaded: a publish adds its
   timers when they fall inside the window, the refill loads the rest, and ids already in the
   heap are skipped, so both may see the same timer;
@@ -42,6 +45,7 @@ class TimerService:
         metrics: the node's metrics.
         on_fire: told of the events appended to the log.
         window: seconds ahead held in memory.
+        lead: seconds before their due time that timers are appended to the log.
     """
 
     def __init__(
@@ -52,14 +56,18 @@ class TimerService:
         on_fire: Callable[[list[Event]], None],
         *,
         window: float = 30.0,
+        lead: float = 0.0,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
+        if not 0 <= lead < window:
+            raise ValueError("lead must be in [0, window)")
         self._store = store
         self._clock = clock
         self._metrics = metrics
         self._on_fire = on_fire
         self._window_ms = int(window * 1000)
+        self._lead_ms = int(lead * 1000)
         self._heap: list[tuple[int, str]] = []
         self._ids: set[str] = set()
         self._loading_until = 0
@@ -130,9 +138,9 @@ class TimerService:
 
     async def _fire_due(self) -> None:
         while self._heap and not self._stopping:
-            now_ms = to_ms(self._clock.now())
+            until_ms = to_ms(self._clock.now()) + self._lead_ms
             due: list[str] = []
-            while self._heap and self._heap[0][0] <= now_ms and len(due) < FIRE_BATCH:
+            while self._heap and self._heap[0][0] <= until_ms and len(due) < FIRE_BATCH:
                 due.append(heapq.heappop(self._heap)[1])
             if not due:
                 return
@@ -158,7 +166,7 @@ class TimerService:
     def _arm(self) -> None:
         deadlines = [self._next_refill / 1000]
         if self._heap:
-            deadlines.append(self._heap[0][0] / 1000)
+            deadlines.append((self._heap[0][0] - self._lead_ms) / 1000)
         if self._retry_at > self._clock.now():
             deadlines.append(self._retry_at)
         at = min(deadlines)

@@ -132,4 +132,12 @@ MIGRATIONS: list[str] = [
       ON n.topic_id = p.topic_id
     CROSS JOIN (SELECT 1 AS lane UNION ALL SELECT 2) l
     """,
+    # 4: dead letters. They are listed (and redriven or purged) by the time they went dead,
+    # and paged by (part, off) within a state: the index on (sub, state) gets the key that
+    # SQLite's WITHOUT ROWID index carries implicitly, so a page is read in order, unsorted.
+    """
+    CREATE INDEX deliveries_by_time ON deliveries (sub, state, updated_ms);
+    DROP INDEX deliveries_by_state;
+    CREATE INDEX deliveries_by_state ON deliveries (sub, state, part, off)
+    """,
 ]

@@ -132,4 +132,10 @@ MIGRATIONS: list[str] = [
       ON n.topic_id = p.topic_id
     CROSS JOIN (SELECT 1 AS lane UNION ALL SELECT 2) l
     """,
+    # 4: dead letters. They are listed (and redriven or purged) by the time they went dead;
+    # keyset pages by (part, off) use deliveries_by_state, which in a WITHOUT ROWID table
+    # already ends with the key (sub, state, part, off).
+    """
+    CREATE INDEX deliveries_by_time ON deliveries (sub, state, updated_ms)
+    """,
 ]

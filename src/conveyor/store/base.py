@@ -95,7 +95,8 @@ class DeliveryRow(msgspec.Struct):
         partition: the event's partition.
         offset: the event's offset.
         key: its ordering key (needed to rebuild per-key blocking after a restart).
-        state: ``retrying``, ``blocked``, ``dead`` or ``succeeded``.
+        state: ``retrying``, ``blocked``, ``dead``, ``succeeded``, ``redrive`` (a dead
+            event sent back to its subscription) or ``dropped`` (purged).
         attempts: deliveries tried.
         next_ms: for ``retrying``, when the next attempt is due.
         last_error: the last failure's message.
@@ -221,8 +222,8 @@ class Store(AsyncResource):
         """Create or update a subscription; return whether it was created.
 
         An existing subscription keeps its :class:`~conveyor.model.Control` (run-time gates
-        change only through :meth:`set_control`). A new subscription's cursors start at the end of its topic's log: it receives the
-        events published after it was created.
+        change only through :meth:`set_control`). A new subscription's cursors start at the
+        end of its topic's log: it receives the events published after it was created.
 
         Raises:
             Conflict: it exists for another topic.
@@ -325,6 +326,63 @@ class Store(AsyncResource):
     @abc.abstractmethod
     async def count_rows(self, subscription: str) -> dict[str, int]:
         """How many delivery rows a subscription has, by state."""
+
+    # -- dead letters ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_rows(
+        self,
+        subscription: str,
+        state: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        error: str | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[DeliveryRow]:
+        """A subscription's delivery rows in one state, a page at a time.
+
+        Args:
+            subscription: its name.
+            state: the rows' state, e.g. ``dead``.
+            since_ms: only rows last changed at or after this time.
+            until_ms: only rows last changed before this time.
+            error: only rows whose ``last_error`` contains this text, ignoring case.
+            after: only rows after this (partition, offset): the last row of the page before.
+            limit: rows at most.
+
+        Returns:
+            The rows, ordered by (partition, offset).
+        """
+
+    @abc.abstractmethod
+    async def mark_rows(
+        self,
+        subscription: str,
+        from_state: str,
+        to_state: str,
+        *,
+        refs: Sequence[tuple[int, int]] | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        error: str | None = None,
+        now_ms: int,
+    ) -> int:
+        """Move rows from one state to another atomically; return how many moved.
+
+        The rows moved are those in ``from_state`` at the (partition, offset) ``refs`` (every
+        row in ``from_state`` when ``refs`` is ``None``), narrowed by ``since_ms``,
+        ``until_ms`` and ``error`` as in :meth:`list_rows`. Each gets ``updated_ms = now_ms``;
+        moved to ``redrive``, it also gets ``attempts = 0`` and ``next_ms = now_ms`` (its
+        history is kept), and the dispatching runner delivers it again from attempt 1.
+        """
+
+    @abc.abstractmethod
+    async def redrive_requests(
+        self, subscription: str, partitions: Sequence[int] | None, limit: int
+    ) -> list[DeliveryRow]:
+        """A subscription's rows in state ``redrive``, in ``partitions`` (all when ``None``),
+        ordered by (partition, offset), at most ``limit``."""
 
     # -- cluster --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,0 +1,57 @@
+"""What every route module shares: the route record, the node's key, JSON in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from conveyor.node import Node
+
+NODE = web.AppKey("node", Node)
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder[object]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation of the API.
+
+    Attributes:
+        query: a Struct whose fields are the operation's query parameters (documented in
+            the OpenAPI document; the handler reads them).
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type | None = None
+    response: object = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    query: type | None = None
+
+
+def json_response(value: object, status: int = 200) -> web.Response:
+    """A JSON answer."""
+    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request, kind: type[T]) -> T:
+    """The request's JSON body as ``kind``.
+
+    Raises:
+        msgspec.ValidationError, msgspec.DecodeError: answered as 400 by the middleware.
+    """
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder.decode(await request.read())  # type: ignore[return-value]
