@@ -101,6 +101,7 @@ class Node(AsyncResource):
             self.dispatcher.on_append,
             window=settings.timer_window_seconds,
             lead=settings.timer_lead_seconds,
+            refill=DISPATCH in parse_roles(settings.roles),
         )
         self.publisher = PublishService(
             self.store,
@@ -169,8 +170,9 @@ class Node(AsyncResource):
     async def _run(self, started: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.dispatcher.run(self.catalog.subscriptions(), started))
-            if DISPATCH in self.roles:
-                tg.create_task(self.timers.run())
+            # Every node fires the timers its own publishes hold (a frontend-only node's
+            # included); dispatch nodes also load the rest from the store.
+            tg.create_task(self.timers.run())
             tg.create_task(self._sweep_loop())
             if self.leases is not None:
                 tg.create_task(self.leases.run())

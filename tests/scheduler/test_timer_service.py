@@ -30,10 +30,14 @@ QUIET = 0.05  # real seconds given to something that must not happen
 class Fired:
     """The events a TimerService reported, with a running service to drive."""
 
-    def __init__(self, store: SqliteStore, clock: FakeClock, window: float) -> None:
+    def __init__(
+        self, store: SqliteStore, clock: FakeClock, window: float, *, refill: bool = True
+    ) -> None:
         self.events: list[Event] = []
         self._clock = clock
-        self.service = TimerService(store, clock, Metrics(), self.events.extend, window=window)
+        self.service = TimerService(
+            store, clock, Metrics(), self.events.extend, window=window, refill=refill
+        )
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -262,5 +266,69 @@ async def test_more_timers_due_at_one_instant_than_a_refill_loads_all_fire(
 
         # Then every one of them fired
         assert sorted(fired.ids) == sorted(e.id for e in events)
+    finally:
+        await fired.stop()
+
+
+async def test_a_refill_reads_only_the_band_new_in_the_window_and_a_full_one_catches_strays(
+    store: SqliteStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    # Given a service with a 10 s window that has read it once (refills every 5 s)
+    reads: list[tuple[int, int]] = []
+    due_timers = store.due_timers
+
+    async def observed(until_ms: int, limit: int, from_ms: int = 0) -> list[tuple[int, str]]:
+        reads.append((from_ms, until_ms))
+        return await due_timers(until_ms, limit, from_ms)
+
+    store.due_timers = observed  # type: ignore[method-assign]
+    fired = Fired(store, clock, window=10)
+    await fired.start()
+    start_ms = to_ms(clock.now())
+    try:
+        # When a timer due in 7 s is committed by another node (no add() on this one)
+        async with SqliteStore(tmp_path / "c.db") as other:
+            now_ms = to_ms(clock.now())
+            stray = NewEvent(new_id(now_ms), 0, None, None, b"{}", now_ms, now_ms + 7000, True)
+            await other.publish(TOPIC, [stray], now_ms, 0)
+
+        # And time moves on refill by refill
+        for _ in range(3):
+            clock.advance(5)
+            await caught_up(clock)
+
+        # Then the next two refills read only their new 5 s band
+        assert reads[0] == (0, start_ms + 10_000)
+        assert reads[1] == (start_ms + 10_000, start_ms + 15_000)
+        assert reads[2] == (start_ms + 15_000, start_ms + 20_000)
+        # And the fourth reads the whole window, which finds the stray (already late: a
+        # timer committed through another node into a band read before waits for it)
+        assert reads[3] == (0, start_ms + 25_000)
+        await until(lambda: fired.ids == [stray.id])
+    finally:
+        await fired.stop()
+
+
+async def test_a_frontend_only_service_fires_its_own_timers_and_never_reads_the_store(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    # Given a timer already in the store, and a service that does not refill
+    await schedule(store, clock, 1)
+    fired = Fired(store, clock, window=10, refill=False)
+    await fired.start(wait_until_armed=False)
+    try:
+        # When this node publishes a timer due in 2 s and one due in 60 s
+        due, event_id = await schedule(store, clock, 2)
+        far = await schedule(store, clock, 60)
+        fired.service.add([(due, event_id), far])
+
+        # Then it holds only the near one of its own, and fires it at its time
+        assert len(fired.service) == 1
+        clock.advance(2)
+        await until(lambda: fired.ids == [event_id])
+        clock.advance(60)
+        await asyncio.sleep(QUIET)
+        assert fired.ids == [event_id]  # the others are left to the dispatch nodes
+        assert len(await store.due_timers(2**62, 10)) == 2
     finally:
         await fired.stop()

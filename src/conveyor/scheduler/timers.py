@@ -33,6 +33,7 @@ log = logging.getLogger("conveyor.scheduler")
 
 FIRE_BATCH = 5000  # timers appended per transaction
 REFILL_LIMIT = 100_000  # timers loaded per refill
+FULL_REFILL_EVERY = 4  # every 4th refill reads the whole window, not only its new band
 RETRY_DELAY = 0.5  # seconds before firing again after a store failure
 
 
@@ -46,6 +47,9 @@ class TimerService:
         on_fire: told of the events appended to the log.
         window: seconds ahead held in memory.
         lead: seconds before their due time that timers are appended to the log.
+        refill: load timers from the store (a dispatch node); without it the service fires
+            only the timers this node's publishes add (a frontend-only node), and dispatch
+            nodes' refills take any it leaves behind.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class TimerService:
         *,
         window: float = 30.0,
         lead: float = 0.0,
+        refill: bool = True,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
@@ -72,6 +77,8 @@ class TimerService:
         self._ids: set[str] = set()
         self._loading_until = 0
         self._next_refill = 0
+        self._refills = 0
+        self._refill_enabled = refill
         self._wake = asyncio.Event()
         self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
@@ -83,7 +90,11 @@ class TimerService:
 
     def add(self, timers: list[tuple[int, str]]) -> None:
         """Timers were committed by a publish: hold those inside the window."""
-        self._hold([t for t in timers if t[0] < self._loading_until])
+        if self._refill_enabled:
+            limit = self._loading_until
+        else:
+            limit = to_ms(self._clock.now()) + self._window_ms
+        self._hold([t for t in timers if t[0] < limit])
         if timers:
             self._wake.set()
 
@@ -99,7 +110,7 @@ class TimerService:
                 self._wake.clear()
                 now = self._clock.now()
                 if now >= self._retry_at:
-                    if to_ms(now) >= self._next_refill:
+                    if self._refill_enabled and to_ms(now) >= self._next_refill:
                         await self._refill(now)
                     await self._fire_due()
                 self._arm()
@@ -110,12 +121,19 @@ class TimerService:
                 self._timer.cancel()
 
     async def _refill(self, now: float) -> None:
+        # A refill reads only the band that entered the window since the last one: what is
+        # below it is in the heap already (this node's publishes add theirs), so a refill
+        # costs what is new, not the whole window. Every FULL_REFILL_EVERY-th refill reads
+        # the whole window, for timers that other nodes committed into a band already read.
         until = to_ms(now) + self._window_ms
+        self._refills += 1
+        start = 0 if self._refills % FULL_REFILL_EVERY == 0 else self._loading_until
         self._loading_until = max(self._loading_until, until)
         try:
-            rows = await self._store.due_timers(until, REFILL_LIMIT)
+            rows = await self._store.due_timers(until, REFILL_LIMIT, start)
         except ConveyorError as e:
             log.warning("loading timers failed, retrying: %s", e)
+            self._loading_until = 0  # the band was not read: read the whole window next
             self._retry_at = now + RETRY_DELAY
             return
         if len(rows) == REFILL_LIMIT:
@@ -150,6 +168,8 @@ class TimerService:
                 log.warning("firing %d timers failed, retrying: %s", len(due), e)
                 for event_id in due:
                     self._ids.discard(event_id)
+                # They stay in the store: the next refill reads the whole window again.
+                self._loading_until = 0
                 self._next_refill = 0
                 self._retry_at = self._clock.now() + RETRY_DELAY
                 return
@@ -164,15 +184,15 @@ class TimerService:
         self._wake.set()
 
     def _arm(self) -> None:
-        deadlines = [self._next_refill / 1000]
+        deadlines = [self._next_refill / 1000] if self._refill_enabled else []
         if self._heap:
             deadlines.append((self._heap[0][0] - self._lead_ms) / 1000)
         if self._retry_at > self._clock.now():
             deadlines.append(self._retry_at)
-        at = min(deadlines)
+        at = min(deadlines) if deadlines else None
         if at == self._timer_at:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._clock.call_at(at, self._on_timer)
+        self._timer = None if at is None else self._clock.call_at(at, self._on_timer)
         self._timer_at = at

@@ -287,8 +287,10 @@ class Store(AsyncResource):
 
     # -- timers ---------------------------------------------------------------------------
     @abc.abstractmethod
-    async def due_timers(self, until_ms: int, limit: int) -> list[tuple[int, str]]:
-        """(due_ms, id) of timers due before ``until_ms``, earliest first."""
+    async def due_timers(
+        self, until_ms: int, limit: int, from_ms: int = 0
+    ) -> list[tuple[int, str]]:
+        """(due_ms, id) of timers due in ``[from_ms, until_ms)``, earliest first."""
 
     @abc.abstractmethod
     async def fire_timers(self, ids: Sequence[str]) -> list[Event]:

@@ -670,11 +670,14 @@ class SqlStore(Store):
         return self._event(name, row), scheduled
 
     # -- timers -----------------------------------------------------------------------------
-    async def due_timers(self, until_ms: int, limit: int) -> list[tuple[int, str]]:
+    async def due_timers(
+        self, until_ms: int, limit: int, from_ms: int = 0
+    ) -> list[tuple[int, str]]:
         rows = await self._in_reader(
             lambda: self._read(
-                "SELECT due_ms, id FROM timers WHERE due_ms < ? ORDER BY due_ms LIMIT ?",
-                (until_ms, limit),
+                "SELECT due_ms, id FROM timers WHERE due_ms >= ? AND due_ms < ? "
+                "ORDER BY due_ms LIMIT ?",
+                (from_ms, until_ms, limit),
             )
         )
         return [(int(r[0]), str(r[1])) for r in rows]  # type: ignore[call-overload]
