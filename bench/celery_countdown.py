@@ -61,7 +61,7 @@ def _ready(**_: object) -> None:
 
 
 def _records(folder: Path) -> list[list[str]]:
-    rows = []
+    rows: list[list[str]] = []
     for path in folder.glob("*.txt"):
         rows.extend(line.split() for line in path.read_text().splitlines() if line)
     return rows
@@ -123,10 +123,10 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 
 def enqueue(tasks: int, countdown: float, rate: float) -> float:
-    """Enqueue the tasks one ``apply_async`` at a time at ``rate``; return the seconds taken."""
+    """Enqueue one ``apply_async`` at a time, at ``rate``/s (0: at once); the seconds taken."""
     start = time.perf_counter()
     for i in range(tasks):
-        pause = start + i / rate - time.perf_counter()
+        pause = start + i / rate - time.perf_counter() if rate > 0 else 0
         if pause > 0:
             time.sleep(pause)
         countdown_task.apply_async(args=(time.time(), countdown), countdown=countdown)
@@ -153,7 +153,8 @@ def run(
             rows = _wait_for(folder, concurrency * 2 + tasks, countdown + 60)
         finally:
             stop_worker(worker)
-    lateness, lateness_eta = [], []
+    lateness: list[float] = []
+    lateness_eta: list[float] = []
     for enqueued, cd, entry, eta in rows:
         if float(cd) == 0.0:
             continue  # warm-up
@@ -179,7 +180,7 @@ def main() -> None:
     parser.add_argument("--broker", required=True)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--countdown", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=500.0, help="tasks enqueued per second")
+    parser.add_argument("--rate", type=float, default=0, help="tasks enqueued/s (0: at once)")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
