@@ -62,4 +62,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench examples
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm
+	rm -rf $(VENV) .venv-peers .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm
