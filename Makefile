@@ -35,6 +35,7 @@ PG_BENCH ?= $(or $(CONVEYOR_BENCH_POSTGRES),$(shell pg_isready -q -h 127.0.0.1 -
 bench: $(STAMP) bench-peers-venv
 	$(BIN)/python -m bench.drain --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.timers --write-doc docs/benchmarks.md
+	$(BIN)/python -m bench.schemas --write-doc docs/benchmarks.md
 ifneq ($(PG_BENCH),)
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --section pg1 --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --nodes 2 --section pg2 --write-doc docs/benchmarks.md

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,10 +92,20 @@ def read_stats(path: Path) -> dict[str, object]:
         return {}
 
 
+def small_payload(i: int) -> object:
+    return {"n": i}
+
+
 async def publish_all(
-    session: aiohttp.ClientSession, urls: list[str], n: int, batch: int, concurrency: int
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    n: int,
+    batch: int,
+    concurrency: int,
+    *,
+    payload: Callable[[int], object] = small_payload,
 ) -> float:
-    body = json.dumps({"events": [{"payload": {"n": i}} for i in range(batch)]}).encode()
+    body = json.dumps({"events": [{"payload": payload(i)} for i in range(batch)]}).encode()
     batches = n // batch
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(batches):
@@ -177,9 +188,19 @@ def start_serve(store: str, d: Path, n: int, env: dict[str, str]) -> subprocess.
     )
 
 
-async def run(
-    events: int, batch: int, rate: int, seconds: float, store_url: str | None, *, nodes: int = 1
+async def run(  # noqa: C901 - one straight-line run, its steps in order
+    events: int,
+    batch: int,
+    rate: int,
+    seconds: float,
+    store_url: str | None,
+    *,
+    nodes: int = 1,
+    payload: Callable[[int], object] = small_payload,
+    prepare: Callable[[aiohttp.ClientSession, str], Awaitable[None]] | None = None,
 ) -> Figures:
+    """One run: ``prepare`` (given the session and the first node's URL) runs once the
+    worker is registered, before anything is published."""
     figures = Figures(events=events, batch=batch, latency_rate=rate)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         d = Path(tmp)
@@ -217,9 +238,16 @@ async def run(
                         break
                     await asyncio.sleep(0.05)
                 stats_path = d / "stats.json"
+                if prepare is not None:
+                    await prepare(session, base)
                 await asyncio.sleep(1.5 if nodes > 1 else 0)  # every node learns the topic
                 start = await publish_all(
-                    session, [f"{b}/v1/topics/bench/events/batch" for b in bases], events, batch, 4
+                    session,
+                    [f"{b}/v1/topics/bench/events/batch" for b in bases],
+                    events,
+                    batch,
+                    4,
+                    payload=payload,
                 )
                 published = time.time()
                 figures.publish_rate = events / (published - start)
@@ -233,7 +261,8 @@ async def run(
                 last = float(stats["last"])  # type: ignore[arg-type]
                 figures.drain_seconds = last - start
                 figures.drain_rate = int(stats["count"]) / figures.drain_seconds  # type: ignore[call-overload]
-                await steady(session, f"{base}/v1/topics/latency/events", rate, seconds)
+                if seconds > 0:
+                    await steady(session, f"{base}/v1/topics/latency/events", rate, seconds)
                 await asyncio.sleep(1.0)
                 raw = read_stats(stats_path).get("latencies", [])
                 lat = sorted(float(x) for x in raw) if isinstance(raw, list) else []

@@ -235,6 +235,7 @@ async def test_create_topic_posts_the_full_definition_and_returns_the_stored_top
         "schema": schema,
         "max_payload_bytes": 2048,
         "retention_seconds": 3600,
+        "schema_settings": None,
     }
 
 
@@ -510,7 +511,7 @@ async def test_publish_batch_sends_requests_and_mappings_in_order_and_returns_re
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        pytest.param({"payload": 1, "priority": 9}, "unknown field `priority`", id="unknown-key"),
+        pytest.param({"payload": 1, "urgency": 9}, "unknown field `urgency`", id="unknown-key"),
         pytest.param({"key": "a"}, "has no 'payload'", id="no-payload"),
         pytest.param({"payload": 1, "key": 7}, r"Expected `str \| null`", id="wrong-type"),
     ],

@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor._cli_dlq import dlq_app
+from conveyor._cli_schema import schema_app
 from conveyor.errors import ConveyorError, InvalidRequest
-from conveyor.model import Priority, RetryPolicy, Subscription
+from conveyor.model import Priority, RetryPolicy, SchemaSettings, Subscription
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ sub_app = typer.Typer(help="Create and inspect subscriptions.", no_args_is_help=
 app.add_typer(topic_app, name="topic")
 app.add_typer(sub_app, name="subscription")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schema_app, name="schema")
 
 console = Console()
 err = Console(stderr=True)
@@ -205,11 +207,26 @@ def topic_create(
     ] = None,
     max_payload_bytes: Annotated[int, typer.Option(help="Largest payload accepted.")] = 1 << 20,
     retention: Annotated[str, typer.Option(help="How long finished events are kept.")] = "7d",
+    subject: Annotated[
+        str | None, typer.Option(help="Bind to this schema-registry subject.")
+    ] = None,
+    first_version: Annotated[int, typer.Option(help="Oldest subject version accepted.")] = 1,
+    last_version: Annotated[
+        int | None, typer.Option(help="Newest subject version accepted (default: latest).")
+    ] = None,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
     """Create a topic (or check that an identical one exists)."""
     schema_doc = json.loads(schema.read_text()) if schema else None
+    try:
+        settings = (
+            None
+            if subject is None
+            else SchemaSettings(subject, first_version=first_version, last_version=last_version)
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     with _session(server) as client:
         topic = client.create_topic(
             name,
@@ -217,6 +234,7 @@ def topic_create(
             schema=schema_doc,
             max_payload_bytes=max_payload_bytes,
             retention_seconds=int(parse_duration(retention)),
+            schema_settings=settings,
         )
     if as_json:
         _print_json(topic)
@@ -440,7 +458,10 @@ def _attributes(pairs: list[str]) -> dict[str, str] | None:
 @app.command()
 def publish(
     topic: str,
-    payload: Annotated[str, typer.Argument(help="The payload as JSON ('-' reads stdin).")],
+    payload: Annotated[
+        str | None,
+        typer.Argument(help="The payload as JSON ('-' reads stdin); left out with --data-file."),
+    ] = None,
     key: Annotated[str | None, typer.Option(help="Ordering key.")] = None,
     attr: Annotated[list[str] | None, typer.Option(help="Attribute name=value (repeat).")] = None,
     delay: Annotated[str | None, typer.Option(help="Deliver after this long (30s, 5m).")] = None,
@@ -450,30 +471,63 @@ def publish(
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Dedup key.")] = None,
     priority: Annotated[Priority, typer.Option(help="The lane it travels in.")] = Priority.NORMAL,
+    data_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Publish this file's bytes as the data ('-' reads stdin), e.g. Avro or "
+            "Protobuf binary for a topic bound to a registry subject."
+        ),
+    ] = None,
+    content_type: Annotated[
+        str | None,
+        typer.Option(
+            help="The media type of --data-file: application/vnd.apache.avro, "
+            "application/x-protobuf, application/cloudevents+json … (default: "
+            "application/json)."
+        ),
+    ] = None,
+    schema_version: Annotated[
+        int | None,
+        typer.Option(min=1, help="The subject's version the data is written with."),
+    ] = None,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
     """Publish one event; prints its id once it is durable."""
-    text = sys.stdin.read() if payload == "-" else payload
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as e:
-        raise typer.BadParameter(f"payload is not JSON: {e}") from e
+    data = _publish_input(payload, data_file, content_type)
     if deliver_at is not None and deliver_at.tzinfo is None:
         from datetime import UTC
 
         deliver_at = deliver_at.replace(tzinfo=UTC)
     with _session(server) as client:
-        result = client.publish(
-            topic,
-            value,
-            key=key,
-            attributes=_attributes(attr or []),
-            delay=parse_duration(delay) if delay else None,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-        )
+        try:
+            if isinstance(data, bytes):
+                result = client.publish_encoded(
+                    topic,
+                    data,
+                    content_type or "application/json",
+                    key=key,
+                    attributes=_attributes(attr or []),
+                    delay=parse_duration(delay) if delay else None,
+                    deliver_at=deliver_at,
+                    idempotency_key=idempotency_key,
+                    priority=priority,
+                    schema_version=schema_version,
+                )
+            else:
+                result = client.publish(
+                    topic,
+                    data,
+                    key=key,
+                    attributes=_attributes(attr or []),
+                    delay=parse_duration(delay) if delay else None,
+                    deliver_at=deliver_at,
+                    idempotency_key=idempotency_key,
+                    priority=priority,
+                    schema_version=schema_version,
+                )
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from e
     if as_json:
         _print_json(result)
     else:
@@ -484,6 +538,24 @@ def publish(
         )
         dup = " (duplicate of an earlier publish)" if result.duplicate else ""
         console.print(f"{result.id}  {where}{dup}")
+
+
+def _publish_input(payload: str | None, data_file: Path | None, content_type: str | None) -> object:
+    """The JSON payload decoded, or the bytes of --data-file."""
+    if (payload is None) == (data_file is None):
+        raise typer.BadParameter("give a JSON payload or --data-file (one of them)")
+    if data_file is not None:
+        try:
+            return sys.stdin.buffer.read() if str(data_file) == "-" else data_file.read_bytes()
+        except OSError as e:
+            raise typer.BadParameter(f"cannot read --data-file: {e}") from e
+    if content_type is not None:
+        raise typer.BadParameter("--content-type describes --data-file; give it with one")
+    text = sys.stdin.read() if payload == "-" else payload
+    try:
+        return msgspec.json.decode(text or "")
+    except msgspec.DecodeError as e:
+        raise typer.BadParameter(f"payload is not JSON: {e}") from e
 
 
 @app.command()

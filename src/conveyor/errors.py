@@ -45,10 +45,18 @@ class InvalidRequest(ConveyorError):
         rule: the rule broken, such as ``type``, ``required``, ``max_size``.
         index: the event's position in a batch, when one event is to blame.
         errors: every problem found, for a batch (each an ``InvalidRequest``).
+        old: for a schema change, the old type or value at ``field``.
+        new: for a schema change, the new one.
+        schema_id: the registry schema the payload was checked against, when one was.
+        schema_version: that schema's version in its subject.
     """
 
     code = "invalid_request"
     status = 400
+    old: str | None = None
+    new: str | None = None
+    schema_id: int | None = None
+    schema_version: int | None = None
 
     def __init__(
         self,
@@ -83,6 +91,16 @@ class SchemaViolation(InvalidRequest):
         errors: list[InvalidRequest] | None = None,
     ) -> None:
         super().__init__(message, field=field, rule=rule, status=422, index=index, errors=errors)
+
+
+class IncompatibleSchema(InvalidRequest):
+    """A schema version breaks its subject's compatibility rule; ``errors`` lists each
+    breaking change (``field``, ``rule``, ``old``, ``new``)."""
+
+    code = "incompatible_schema"
+
+    def __init__(self, message: str, *, errors: list[InvalidRequest]) -> None:
+        super().__init__(message, rule="compatibility", status=409, errors=errors)
 
 
 class NotFound(ConveyorError):

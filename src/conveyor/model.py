@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -54,6 +54,32 @@ def lane_of(log_part: int, partitions: int) -> Priority:
     return LANES[log_part // partitions]
 
 
+class SchemaType(enum.StrEnum):
+    """The kinds of schema the registry holds."""
+
+    JSON = "json"  # JSON Schema, draft 2020-12
+    AVRO = "avro"
+    PROTOBUF = "protobuf"
+
+
+class SchemaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A topic's binding to a registry subject.
+
+    Attributes:
+        subject: the subject whose versions the topic's events are written with.
+        first_version: the oldest version a publisher may write with.
+        last_version: the newest one, or ``None`` for the subject's latest.
+    """
+
+    subject: Name
+    first_version: Annotated[int, msgspec.Meta(ge=1)] = 1
+    last_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.last_version is not None and self.last_version < self.first_version:
+            raise ValueError("schema_settings.last_version must be >= first_version")
+
+
 class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a subscription retries a failed delivery.
 
@@ -84,6 +110,9 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         name: the topic's name.
         partitions: how many partitions; an event's key picks its partition.
         schema: a JSON Schema (draft 2020-12) every payload must conform to, or ``None``.
+        schema_settings: a registry subject every payload must conform to (a version in
+            its range: the publisher's choice, else the newest), or ``None``. Excludes
+            ``schema``.
         max_payload_bytes: the largest payload accepted, in bytes of JSON.
         retention_seconds: how long finished events are kept in the log.
     """
@@ -95,6 +124,11 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         DEFAULT_MAX_PAYLOAD_BYTES
     )
     retention_seconds: Annotated[int, msgspec.Meta(ge=60)] = DEFAULT_RETENTION_SECONDS
+    schema_settings: SchemaSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.schema is not None and self.schema_settings is not None:
+            raise ValueError("give schema or schema_settings, not both")
 
     @property
     def log_partitions(self) -> int:
@@ -129,6 +163,31 @@ class Control(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     purged_before_ms: int | None = None
 
 
+class DeliveryFormat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a subscription's lambda receives: an encoding, a schema version, an envelope.
+
+    Attributes:
+        encoding: ``json`` (the default: the canonical JSON form, as stored), ``avro``
+            (Avro binary, one datum without a container) or ``protobuf`` (Protobuf binary);
+            a binary encoding needs the topic bound to a subject of that type.
+        cloudevents: wrap each event in a CloudEvent (JSON structured mode, spec 1.0).
+        schema_version: the version of the topic's subject to deliver in (a reader
+            version: Avro schema resolution, or Protobuf's unknown fields dropped), or
+            ``None`` for the version each event was written with.
+    """
+
+    encoding: Literal["json", "avro", "protobuf"] = "json"
+    cloudevents: bool = False
+    schema_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+    @property
+    def as_stored(self) -> bool:
+        """Whether events go out as they are stored (plain JSON, the writer's version)."""
+        return (
+            self.encoding == "json" and not self.cloudevents and self.schema_version is None
+        )
+
+
 class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A topic's events pushed to one lambda.
 
@@ -149,6 +208,8 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         dead_letter_topic: a topic that receives events that went dead, or ``None``.
         control: the run-time gates (pause, rate limit, purge); changed only through the
             subscription's control operations, never by replacing its spec.
+        format: the encoding, schema version and envelope its lambda receives (plain JSON
+            as stored by default).
     """
 
     name: Name
@@ -163,6 +224,7 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry: RetryPolicy = RetryPolicy()
     dead_letter_topic: Name | None = None
     control: Control = Control()
+    format: DeliveryFormat = DeliveryFormat()
 
     def __post_init__(self) -> None:
         if self.min_concurrency > self.max_concurrency:
@@ -221,6 +283,7 @@ class Event(msgspec.Struct, frozen=True, array_like=True):
         payload: the payload as JSON bytes.
         publish_ms: when the publish was acknowledged.
         deliver_at_ms: the earliest delivery time, or ``None`` for "now".
+        schema_id: the registry schema it was written with, or ``None``.
     """
 
     id: str
@@ -232,3 +295,4 @@ class Event(msgspec.Struct, frozen=True, array_like=True):
     payload: bytes
     publish_ms: int
     deliver_at_ms: int | None = None
+    schema_id: int | None = None

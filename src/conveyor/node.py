@@ -19,12 +19,14 @@ from conveyor.clock import Clock, SystemClock, to_ms
 from conveyor.cluster import DISPATCH, LeaseManager, parse_roles
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
+from conveyor.delivery.transcode import Transcoder
 from conveyor.errors import ConveyorError
 from conveyor.flow.dead_letters import DeadLetters
 from conveyor.flow.dispatcher import Dispatcher
 from conveyor.flow.retry import Jitter
 from conveyor.flow.status import StatusService
 from conveyor.frontend.publish import PublishService
+from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.metrics import Metrics
 from conveyor.scheduler.timers import TimerService
 from conveyor.settings import NodeSettings
@@ -82,7 +84,8 @@ class Node(AsyncResource):
         self.metrics = Metrics()
         self.catalog = Catalog(self.store)
         self.pool = EndpointPool(self.clock)
-        self.pusher = Pusher()
+        self.registry = SchemaRegistry(self.store, self.clock)
+        self.pusher = Pusher(transcoder=Transcoder(self.registry, self.catalog))
         self.dispatcher = Dispatcher(
             store=self.store,
             pool=self.pool,
@@ -111,6 +114,7 @@ class Node(AsyncResource):
             on_append=self.dispatcher.on_append,
             on_timers=self.timers.add,
             dedup_window=settings.dedup_window_seconds,
+            registry=self.registry,
         )
         self.status = StatusService(self.store, self.catalog, self.dispatcher, self.clock)
         self.dead_letters = DeadLetters(

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
+import aiohttp
 import msgspec
 
 from conveyor._client.dlq import listing_query, selection
-from conveyor._client.http import HttpSession
-from conveyor._client.publish import build_request, request_from_mapping
+from conveyor._client.errors import error_from_answer
+from conveyor._client.http import Answer, HttpSession, _segment
+from conveyor._client.publish import build_request, encode_payload, request_from_mapping
 from conveyor._resource import AsyncResource
 from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
+from conveyor.api.registry_schemas import (
+    CompatibilitySetting,
+    CompatibilityView,
+    Registered,
+    SchemaRequest,
+    SchemaView,
+    SubjectView,
+)
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
@@ -24,7 +37,8 @@ from conveyor.api.schemas import (
     PublishResult,
     SubscriptionInfo,
 )
-from conveyor.errors import Conflict
+from conveyor.errors import Conflict, ConveyorError
+from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PARTITIONS,
@@ -33,6 +47,8 @@ from conveyor.model import (
     Priority,
     RateLimit,
     RetryPolicy,
+    SchemaSettings,
+    SchemaType,
     Subscription,
     Topic,
 )
@@ -56,6 +72,13 @@ _LAMBDAS = msgspec.json.Decoder(list[LambdaInfo])
 _DEAD_LETTER_PAGE = msgspec.json.Decoder(DeadLetterPage)
 _DEAD_LETTER = msgspec.json.Decoder(DeadLetter)
 _COUNT = msgspec.json.Decoder(DeadLetterCount)
+_REGISTERED = msgspec.json.Decoder(Registered)
+_COMPATIBILITY = msgspec.json.Decoder(CompatibilityView)
+_SUBJECTS = msgspec.json.Decoder(list[SubjectView])
+_SCHEMA = msgspec.json.Decoder(SchemaView)
+_SETTING = msgspec.json.Decoder(CompatibilitySetting)
+# An attribute name that can travel as a header name and keep its case (HTTP does not).
+_HEADER_TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+", re.ASCII)
 
 
 class AsyncClient(AsyncResource):
@@ -106,6 +129,7 @@ class AsyncClient(AsyncResource):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         retention_seconds: int = DEFAULT_RETENTION_SECONDS,
         exist_ok: bool = True,
+        schema_settings: SchemaSettings | None = None,
     ) -> Topic:
         """Create a topic, or accept it as it is when it exists with this very definition.
 
@@ -117,6 +141,7 @@ class AsyncClient(AsyncResource):
             retention_seconds: how long finished events are kept.
             exist_ok: accept an existing topic with the same definition; when ``False``,
                 any existing topic is a conflict.
+            schema_settings: bind the topic to a registry subject (excludes ``schema``).
 
         Raises:
             Conflict: the topic exists with another definition, or exists and not
@@ -132,6 +157,7 @@ class AsyncClient(AsyncResource):
             schema=dict(schema) if schema is not None else None,
             max_payload_bytes=max_payload_bytes,
             retention_seconds=retention_seconds,
+            schema_settings=schema_settings,
         )
         answer = await self._http.request("POST", ["topics"], topic)
         # The server answers 200, not 201, when an identical topic already exists.
@@ -331,6 +357,7 @@ class AsyncClient(AsyncResource):
         deliver_at: datetime | None = None,
         idempotency_key: str | None = None,
         priority: Priority | str = Priority.NORMAL,
+        schema_version: int | None = None,
     ) -> PublishResult:
         """Publish one event; it is durable when this returns.
 
@@ -345,6 +372,8 @@ class AsyncClient(AsyncResource):
             idempotency_key: a retried publish with the same key returns the first result
                 (with ``duplicate=True``) instead of storing the event again.
             priority: ``high``, ``normal`` or ``low``: the lane it travels in.
+            schema_version: for a topic bound to a registry subject, the version the
+                payload is written with (default: the newest the topic admits).
 
         Raises:
             TypeError: the payload cannot be encoded as JSON.
@@ -366,6 +395,7 @@ class AsyncClient(AsyncResource):
             deliver_at=deliver_at,
             idempotency_key=idempotency_key,
             priority=priority,
+            schema_version=schema_version,
         )
         answer = await self._http.request("POST", ["topics", topic, "events"], request)
         return self._http.decode(answer, _PUBLISHED)
@@ -568,3 +598,255 @@ class AsyncClient(AsyncResource):
             "POST", ["subscriptions", subscription, "dead-letters:purge"], chosen
         )
         return self._http.decode(answer, _COUNT).count
+
+    # -- schema registry -------------------------------------------------------------------
+    async def register_schema(
+        self,
+        subject: str,
+        schema: str | Mapping[str, object],
+        *,
+        type: SchemaType | str = SchemaType.JSON,  # the wire's name
+        message: str | None = None,
+    ) -> Registered:
+        """Register a schema as a subject's next version.
+
+        Args:
+            subject: the subject.
+            schema: JSON Schema or Avro as JSON text or a mapping; Protobuf as ``.proto``
+                text or a base64 ``FileDescriptorSet``.
+            type: ``json``, ``avro`` or ``protobuf``.
+            message: for Protobuf, the message's full name.
+
+        Raises:
+            InvalidRequest: the schema does not parse (field ``/schema``).
+            IncompatibleSchema: it breaks the subject's compatibility mode; ``errors``
+                lists each breaking change with its ``field``, ``rule``, ``old``, ``new``.
+
+        Returns:
+            Its id and version; ``created`` is false when an identical version existed.
+        """
+        body = _schema_request(schema, type, message)
+        answer = await self._http.request("POST", ["subjects", subject, "versions"], body)
+        return self._http.decode(answer, _REGISTERED)
+
+    async def check_schema(
+        self,
+        subject: str,
+        schema: str | Mapping[str, object],
+        *,
+        type: SchemaType | str = SchemaType.JSON,  # the wire's name
+        message: str | None = None,
+    ) -> CompatibilityView:
+        """Dry run: would this schema be accepted as the subject's next version?"""
+        body = _schema_request(schema, type, message)
+        answer = await self._http.request("POST", ["subjects", subject, "check"], body)
+        return self._http.decode(answer, _COMPATIBILITY)
+
+    async def list_subjects(self) -> list[SubjectView]:
+        """Every subject with its mode in force and its versions."""
+        answer = await self._http.request("GET", ["subjects"])
+        return self._http.decode(answer, _SUBJECTS)
+
+    async def get_schema(self, subject: str, version: int | str = "latest") -> SchemaView:
+        """A subject's version by number, or its latest.
+
+        Raises:
+            NotFound: no such subject or version.
+        """
+        answer = await self._http.request("GET", ["subjects", subject, "versions", str(version)])
+        return self._http.decode(answer, _SCHEMA)
+
+    async def get_schema_by_id(self, schema_id: int) -> SchemaView:
+        """A schema by its registry id.
+
+        Raises:
+            NotFound: no schema has that id.
+        """
+        answer = await self._http.request("GET", ["schemas", str(schema_id)])
+        return self._http.decode(answer, _SCHEMA)
+
+    async def set_compatibility(
+        self, mode: Compatibility | str | None, *, subject: str | None = None
+    ) -> Compatibility:
+        """Set a subject's compatibility mode (``None``: back to the default), or, without
+        ``subject``, the registry's default. Returns the mode now in force."""
+        path = ["config", "compatibility"] if subject is None else ["subjects", subject]
+        if subject is not None:
+            path.append("compatibility")
+        setting = CompatibilitySetting(None if mode is None else Compatibility(mode))
+        answer = await self._http.request("PUT", path, setting)
+        result = self._http.decode(answer, _SETTING).compatibility
+        assert result is not None
+        return result
+
+    async def get_compatibility(self, *, subject: str | None = None) -> Compatibility:
+        """The compatibility mode in force for a subject, or the registry's default."""
+        path = ["config", "compatibility"] if subject is None else ["subjects", subject]
+        if subject is not None:
+            path.append("compatibility")
+        answer = await self._http.request("GET", path)
+        result = self._http.decode(answer, _SETTING).compatibility
+        assert result is not None
+        return result
+
+    # -- formats in ------------------------------------------------------------------------
+    async def publish_encoded(
+        self,
+        topic: str,
+        data: bytes,
+        content_type: str,
+        *,
+        key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        schema_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> PublishResult:
+        """Publish one event whose data is already encoded: Avro or Protobuf binary for a
+        topic bound to a registry subject of that type (the server decodes it to JSON), or
+        JSON. The metadata travels in ``Conveyor-*`` headers (see docs/schemas.md).
+
+        Args:
+            topic: the topic's name.
+            data: the encoded data (Avro: the datum alone, no container or framing).
+            content_type: ``application/vnd.apache.avro``, ``application/x-protobuf``, or
+                ``application/json`` (then ``data`` is the payload's JSON); a CloudEvents
+                type publishes ``data`` as that CloudEvent, without the other arguments.
+            key, attributes, delay, deliver_at, priority, idempotency_key: as for
+                :meth:`publish`. Attribute names must be lower-case HTTP header tokens.
+            schema_version: the version of the topic's subject ``data`` is written with
+                (default: the newest the topic admits).
+
+        Raises:
+            ValueError: as for :meth:`publish`; an attribute name that is not a lower-case
+                header token; metadata given with a CloudEvents type.
+            NotFound: the topic does not exist.
+            InvalidRequest: the data does not decode with the schema (``field``
+                ``/payload``, ``rule`` ``decode``), the content type does not fit the topic
+                (415), or a value breaks a rule (``field`` names its header).
+            SchemaViolation: the decoded data is off the schema.
+            Conflict: the idempotency key was used for another event.
+
+        Returns:
+            The event's id and where it stands.
+        """
+        media = content_type.partition(";")[0].strip().lower()
+        if media == "application/json":
+            return await self.publish(
+                topic,
+                msgspec.Raw(data),
+                key=key,
+                attributes=attributes,
+                delay=delay,
+                deliver_at=deliver_at,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                schema_version=schema_version,
+            )
+        request = build_request(
+            None,
+            key=key,
+            attributes=attributes,
+            delay=delay,
+            deliver_at=deliver_at,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            schema_version=schema_version,
+        )
+        headers = _metadata_headers(request)
+        if media.startswith("application/cloudevents") and headers:
+            raise ValueError("a CloudEvent carries its metadata as attributes, not arguments")
+        headers["Content-Type"] = content_type
+        return await self._post_bytes(["topics", topic, "events"], data, headers)
+
+    async def publish_cloudevent(self, topic: str, event: Mapping[str, object]) -> PublishResult:
+        """Publish one CloudEvent (structured mode, ``application/cloudevents+json``).
+
+        Its attributes become the event's ``ce-*`` attributes; ``partitionkey`` is its key;
+        ``conveyordelay`` (seconds), ``conveyordeliverat`` (RFC 3339) and
+        ``conveyorpriority`` set when and in which lane it goes; ``source`` and ``id`` make
+        its idempotency key (the same event published twice is stored once).
+
+        Args:
+            topic: the topic's name.
+            event: the CloudEvent; ``specversion`` defaults to ``1.0``. ``data`` may be any
+                JSON-encodable value, or bytes (sent as ``data_base64``; Avro or Protobuf
+                when ``datacontenttype`` says so).
+
+        Raises:
+            TypeError: the event cannot be encoded as JSON.
+            NotFound: the topic does not exist.
+            InvalidRequest: a required attribute is missing (``field`` names it), or its data
+                does not fit the topic.
+            SchemaViolation: its data is off the topic's schema (``field`` under ``/data``).
+            Conflict: its source and id were published with another event.
+
+        Returns:
+            The event's id and where it stands (``duplicate`` for a replay).
+        """
+        body = {"specversion": "1.0", **event}
+        data = body.get("data")
+        if isinstance(data, bytes | bytearray | memoryview):
+            del body["data"]
+            body["data_base64"] = base64.b64encode(data).decode()
+        headers = {"Content-Type": "application/cloudevents+json"}
+        return await self._post_bytes(
+            ["topics", topic, "events"], bytes(encode_payload(body)), headers
+        )
+
+    async def _post_bytes(
+        self, path: Sequence[str], data: bytes, headers: Mapping[str, str]
+    ) -> PublishResult:
+        """POST a body that is not a JSON Struct (HttpSession.request sends only those)."""
+        http = self._http
+        root = http._root
+        url = root.with_path("/".join([root.raw_path, *map(_segment, path)]), encoded=True)
+        sent = {"Accept": "application/json", "User-Agent": "conveyor-client", **headers}
+        try:
+            async with http._open().post(url, data=data, headers=sent) as response:
+                content = await response.read()
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError as e:
+            raise ConveyorError(f"no answer from Conveyor at {self.base_url} in time") from e
+        except aiohttp.ClientError as e:
+            raise ConveyorError(f"cannot reach Conveyor at {self.base_url}: {e}") from e
+        if response.status >= 400:
+            raise error_from_answer(
+                response.status, content, resource=url.path, retry_after=retry_after
+            )
+        return self._http.decode(Answer(response.status, content), _PUBLISHED)
+
+
+def _metadata_headers(request: PublishRequest) -> dict[str, str]:
+    """A request's metadata as ``Conveyor-*`` headers; text that may be anything is
+    percent-encoded (the server decodes it)."""
+    headers: dict[str, str] = {}
+    if request.key is not None:
+        headers["Conveyor-Key"] = quote(request.key, safe="")
+    if request.delay is not None:
+        headers["Conveyor-Delay"] = repr(float(request.delay))
+    if request.deliver_at is not None:
+        headers["Conveyor-Deliver-At"] = request.deliver_at.isoformat()
+    if request.priority is not Priority.NORMAL:
+        headers["Conveyor-Priority"] = request.priority.value
+    if request.schema_version is not None:
+        headers["Conveyor-Schema-Version"] = str(request.schema_version)
+    if request.idempotency_key is not None:
+        headers["Idempotency-Key"] = request.idempotency_key
+    for name, value in (request.attributes or {}).items():
+        if not _HEADER_TOKEN.fullmatch(name):
+            raise ValueError(
+                f"attribute name {name!r} cannot be a header name: use lower-case letters, "
+                "digits and !#$%&'*+-.^_`|~"
+            )
+        headers[f"Conveyor-Attr-{name}"] = quote(value, safe="")
+    return headers
+
+
+def _schema_request(
+    schema: str | Mapping[str, object], kind: SchemaType | str, message: str | None
+) -> SchemaRequest:
+    text = schema if isinstance(schema, str) else msgspec.json.encode(dict(schema)).decode()
+    return SchemaRequest(schema=text, type=SchemaType(kind), message=message)

@@ -10,6 +10,7 @@ from conveyor.api.schemas import ErrorBody, ErrorResponse
 from conveyor.errors import (
     Conflict,
     ConveyorError,
+    IncompatibleSchema,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -40,18 +41,24 @@ def _body(status: int, content: bytes) -> ErrorBody:
 
 def _invalid(status: int, body: ErrorBody) -> InvalidRequest:
     # Every problem the server listed, each as an InvalidRequest of its own.
-    errors = [
-        InvalidRequest(d.message, field=d.field, rule=d.rule, status=status, index=d.index)
-        for d in body.errors
-    ]
+    errors = []
+    for d in body.errors:
+        error = InvalidRequest(d.message, field=d.field, rule=d.rule, status=status, index=d.index)
+        error.old, error.new = d.old, d.new
+        errors.append(error)
+    found: InvalidRequest
+    if body.code == IncompatibleSchema.code:
+        return IncompatibleSchema(body.message, errors=errors)
     if body.code == SchemaViolation.code:
-        return SchemaViolation(
+        found = SchemaViolation(
             body.message,
             field=body.field or "",
             rule=body.rule or "",
             index=body.index,
             errors=errors,
         )
+        found.schema_id, found.schema_version = body.schema_id, body.schema_version
+        return found
     return InvalidRequest(
         body.message,
         field=body.field,
@@ -85,7 +92,8 @@ def error_from_answer(
 
     400, 413 and other 4xx raise :class:`InvalidRequest` (a ``schema_violation``
     code, usually with 422, raises :class:`SchemaViolation`); 404 :class:`NotFound`;
-    409 :class:`Conflict`; 429 :class:`RateLimited`; 5xx :class:`StoreUnavailable`.
+    409 :class:`Conflict` (:class:`IncompatibleSchema` for a refused schema version);
+    429 :class:`RateLimited`; 5xx :class:`StoreUnavailable`.
 
     Args:
         status: the HTTP status, 400 or more.
@@ -102,6 +110,8 @@ def error_from_answer(
         error = StoreUnavailable(body.message)
     elif status == 404:
         error = _not_found(body, resource)
+    elif status == 409 and body.code == IncompatibleSchema.code:
+        error = _invalid(status, body)
     elif status == 409:
         error = Conflict(body.message)
     elif status == 429:

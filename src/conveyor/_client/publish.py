@@ -60,6 +60,7 @@ def build_request(
     deliver_at: datetime | None = None,
     idempotency_key: str | None = None,
     priority: Priority | str = Priority.NORMAL,
+    schema_version: int | None = None,
 ) -> PublishRequest:
     """Build one event's request; see :meth:`conveyor.client.AsyncClient.publish`.
 
@@ -88,6 +89,7 @@ def build_request(
         delay=delay,
         idempotency_key=idempotency_key,
         priority=Priority(priority),
+        schema_version=schema_version,
     )
 
 
@@ -101,6 +103,7 @@ class EventFields(msgspec.Struct, forbid_unknown_fields=True):
     deliver_at: datetime | None = None
     idempotency_key: str | None = None
     priority: Priority = Priority.NORMAL
+    schema_version: int | None = None
 
 
 def request_from_mapping(event: Mapping[str, object], index: int) -> PublishRequest:
@@ -108,7 +111,7 @@ def request_from_mapping(event: Mapping[str, object], index: int) -> PublishRequ
 
     Args:
         event: ``payload`` (required), ``key``, ``attributes``, ``delay``, ``deliver_at``,
-            ``idempotency_key``, ``priority``.
+            ``idempotency_key``, ``priority``, ``schema_version``.
         index: the event's position in the batch, for messages.
 
     Raises:
@@ -132,4 +135,5 @@ def request_from_mapping(event: Mapping[str, object], index: int) -> PublishRequ
         deliver_at=fields.deliver_at,
         idempotency_key=fields.idempotency_key,
         priority=fields.priority,
+        schema_version=fields.schema_version,
     )

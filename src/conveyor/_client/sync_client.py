@@ -10,6 +10,12 @@ from typing import Self, TypeVar
 
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
 from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterPage
+from conveyor.api.registry_schemas import (
+    CompatibilityView,
+    Registered,
+    SchemaView,
+    SubjectView,
+)
 from conveyor.api.schemas import (
     EndpointInfo,
     EventView,
@@ -19,6 +25,7 @@ from conveyor.api.schemas import (
     PublishResult,
     SubscriptionInfo,
 )
+from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PARTITIONS,
@@ -26,6 +33,8 @@ from conveyor.model import (
     Control,
     Priority,
     RetryPolicy,
+    SchemaSettings,
+    SchemaType,
     Subscription,
     Topic,
 )
@@ -112,6 +121,7 @@ class Client:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         retention_seconds: int = DEFAULT_RETENTION_SECONDS,
         exist_ok: bool = True,
+        schema_settings: SchemaSettings | None = None,
     ) -> Topic:
         """See :meth:`AsyncClient.create_topic`."""
         return self._run(
@@ -122,6 +132,7 @@ class Client:
                 max_payload_bytes=max_payload_bytes,
                 retention_seconds=retention_seconds,
                 exist_ok=exist_ok,
+                schema_settings=schema_settings,
             )
         )
 
@@ -218,6 +229,7 @@ class Client:
         deliver_at: datetime | None = None,
         idempotency_key: str | None = None,
         priority: Priority | str = Priority.NORMAL,
+        schema_version: int | None = None,
     ) -> PublishResult:
         """See :meth:`AsyncClient.publish`."""
         return self._run(
@@ -230,6 +242,7 @@ class Client:
                 deliver_at=deliver_at,
                 idempotency_key=idempotency_key,
                 priority=priority,
+                schema_version=schema_version,
             )
         )
 
@@ -321,3 +334,83 @@ class Client:
                 subscription, event_ids, all=all, since=since, until=until, error=error
             )
         )
+
+    # -- schema registry -------------------------------------------------------------------
+    def register_schema(
+        self,
+        subject: str,
+        schema: str | Mapping[str, object],
+        *,
+        type: SchemaType | str = SchemaType.JSON,  # the wire's name
+        message: str | None = None,
+    ) -> Registered:
+        """See :meth:`AsyncClient.register_schema`."""
+        return self._run(self._client.register_schema(subject, schema, type=type, message=message))
+
+    def check_schema(
+        self,
+        subject: str,
+        schema: str | Mapping[str, object],
+        *,
+        type: SchemaType | str = SchemaType.JSON,  # the wire's name
+        message: str | None = None,
+    ) -> CompatibilityView:
+        """See :meth:`AsyncClient.check_schema`."""
+        return self._run(self._client.check_schema(subject, schema, type=type, message=message))
+
+    def list_subjects(self) -> list[SubjectView]:
+        """See :meth:`AsyncClient.list_subjects`."""
+        return self._run(self._client.list_subjects())
+
+    def get_schema(self, subject: str, version: int | str = "latest") -> SchemaView:
+        """See :meth:`AsyncClient.get_schema`."""
+        return self._run(self._client.get_schema(subject, version))
+
+    def get_schema_by_id(self, schema_id: int) -> SchemaView:
+        """See :meth:`AsyncClient.get_schema_by_id`."""
+        return self._run(self._client.get_schema_by_id(schema_id))
+
+    def set_compatibility(
+        self, mode: Compatibility | str | None, *, subject: str | None = None
+    ) -> Compatibility:
+        """See :meth:`AsyncClient.set_compatibility`."""
+        return self._run(self._client.set_compatibility(mode, subject=subject))
+
+    def get_compatibility(self, *, subject: str | None = None) -> Compatibility:
+        """See :meth:`AsyncClient.get_compatibility`."""
+        return self._run(self._client.get_compatibility(subject=subject))
+
+    # -- formats in ------------------------------------------------------------------------
+    def publish_encoded(
+        self,
+        topic: str,
+        data: bytes,
+        content_type: str,
+        *,
+        key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        delay: float | timedelta | None = None,
+        deliver_at: datetime | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        schema_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> PublishResult:
+        """See :meth:`AsyncClient.publish_encoded`."""
+        return self._run(
+            self._client.publish_encoded(
+                topic,
+                data,
+                content_type,
+                key=key,
+                attributes=attributes,
+                delay=delay,
+                deliver_at=deliver_at,
+                priority=priority,
+                schema_version=schema_version,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def publish_cloudevent(self, topic: str, event: Mapping[str, object]) -> PublishResult:
+        """See :meth:`AsyncClient.publish_cloudevent`."""
+        return self._run(self._client.publish_cloudevent(topic, event))

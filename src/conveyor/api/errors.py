@@ -69,8 +69,12 @@ def error_body(error: ConveyorError) -> ErrorResponse:
         body.field = error.field
         body.rule = error.rule
         body.index = error.index
+        body.schema_id = error.schema_id
+        body.schema_version = error.schema_version
         body.errors = [
-            ErrorDetail(message=e.message, field=e.field, rule=e.rule, index=e.index)
+            ErrorDetail(
+                message=e.message, field=e.field, rule=e.rule, index=e.index, old=e.old, new=e.new
+            )
             for e in error.errors
         ]
     return ErrorResponse(body)

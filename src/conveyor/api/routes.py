@@ -12,6 +12,7 @@ from conveyor.api._routing import json_response as _json
 from conveyor.api._routing import read_body as _body
 from conveyor.api.routes_control import CONTROL_ROUTES
 from conveyor.api.routes_dlq import DLQ_ROUTES
+from conveyor.api.routes_registry import REGISTRY_ROUTES
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
@@ -25,6 +26,7 @@ from conveyor.api.schemas import (
     SubscriptionInfo,
 )
 from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.frontend.formats import relocate, requests_from_http
 from conveyor.model import Subscription, Topic
 from conveyor.node import Node
 
@@ -54,9 +56,31 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 # -- topics -----------------------------------------------------------------------------------
+async def _bound_subject_exists(node: Node, topic: Topic) -> None:
+    settings = topic.schema_settings
+    if settings is None:
+        return
+    try:
+        versions = await node.registry.versions(settings.subject)
+    except NotFound as e:
+        raise InvalidRequest(
+            f"subject {settings.subject!r} has no version: register one first",
+            field="/schema_settings/subject",
+            rule="exists",
+        ) from e
+    if settings.last_version is not None and settings.last_version > versions[-1].version:
+        raise InvalidRequest(
+            f"subject {settings.subject!r} has no version {settings.last_version} "
+            f"(newest: {versions[-1].version})",
+            field="/schema_settings/last_version",
+            rule="exists",
+        )
+
+
 async def create_topic(request: web.Request) -> web.Response:
     catalog = request.app[NODE].catalog
     topic = await _body(request, Topic)
+    await _bound_subject_exists(request.app[NODE], topic)
     existing = catalog.find_topic(topic.name)
     if existing is not None:
         if existing != topic:
@@ -69,6 +93,7 @@ async def create_topic(request: web.Request) -> web.Response:
 async def put_topic(request: web.Request) -> web.Response:
     topic = await _body(request, Topic)
     _same_name(request.match_info["name"], topic.name)
+    await _bound_subject_exists(request.app[NODE], topic)
     created = await request.app[NODE].catalog.put_topic(topic)
     return _json(topic, 201 if created else 200)
 
@@ -119,24 +144,27 @@ async def delete_subscription(request: web.Request) -> web.Response:
 # -- events -----------------------------------------------------------------------------------
 async def publish(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    req = await _body(request, PublishRequest)
-    header_key = request.headers.get("Idempotency-Key")
-    if header_key is not None:
-        if req.idempotency_key not in (None, header_key):
-            raise InvalidRequest(
-                "the Idempotency-Key header differs from the body's idempotency_key",
-                field="/idempotency_key",
-                rule="match_header",
-            )
-        req.idempotency_key = header_key
-    (result,) = await node.publisher.publish(request.match_info["topic"], [req], batch=False)
+    name = request.match_info["topic"]
+    topic = node.catalog.find_topic(name) or await node.catalog.find_topic_fresh(name)
+    requests = await requests_from_http(request, topic, node.registry, batch=False)
+    try:
+        (result,) = await node.publisher.publish(topic.name, requests, batch=False)
+    except InvalidRequest as e:
+        relocate(e, request)
+        raise
     return _json(result, 200 if result.duplicate else 201)
 
 
 async def publish_batch(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = await _body(request, BatchPublishRequest)
-    results = await node.publisher.publish(request.match_info["topic"], body.events, batch=True)
+    name = request.match_info["topic"]
+    topic = node.catalog.find_topic(name) or await node.catalog.find_topic_fresh(name)
+    requests = await requests_from_http(request, topic, node.registry, batch=True)
+    try:
+        results = await node.publisher.publish(topic.name, requests, batch=True)
+    except InvalidRequest as e:
+        relocate(e, request)
+        raise
     return _json(BatchPublishResult(results), 201)
 
 
@@ -233,23 +261,26 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/v1/topics/{topic}/events",
         publish,
-        "Publish one event; acknowledged once durable (200 for an idempotent replay)",
+        "Publish one event; acknowledged once durable (200 for an idempotent replay). Also "
+        "takes Avro or Protobuf binary data and CloudEvents (structured or binary mode) by "
+        "Content-Type: see docs/schemas.md",
         "events",
         PublishRequest,
         PublishResult,
         201,
-        (400, 404, 409, 413, 422),
+        (400, 404, 409, 413, 415, 422),
     ),
     Route(
         "POST",
         "/v1/topics/{topic}/events/batch",
         publish_batch,
-        "Publish events atomically: all are stored or none",
+        "Publish events atomically: all are stored or none. Also takes a CloudEvents batch "
+        "(application/cloudevents-batch+json): see docs/schemas.md",
         "events",
         BatchPublishRequest,
         BatchPublishResult,
         201,
-        (400, 404, 409, 413, 422),
+        (400, 404, 409, 413, 415, 422),
     ),
     Route(
         "GET",
@@ -338,4 +369,5 @@ ROUTES: tuple[Route, ...] = (
     ),
     *CONTROL_ROUTES,
     *DLQ_ROUTES,
+    *REGISTRY_ROUTES,
 )

@@ -38,6 +38,8 @@ class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
         idempotency_key: a retried publish with the same key returns the first result.
         priority: the lane it travels in: ``high`` goes first, ``low`` is never starved.
             Per-key order holds within a lane.
+        schema_version: for a topic bound to a registry subject, the version the payload
+            is written with (default: the newest the topic admits).
     """
 
     payload: msgspec.Raw
@@ -47,6 +49,7 @@ class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     delay: Delay | None = None
     idempotency_key: IdempotencyKey | None = None
     priority: Priority = Priority.NORMAL
+    schema_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -182,6 +185,7 @@ class EventView(msgspec.Struct, omit_defaults=True):
     partition: int | None = None
     offset: int | None = None
     priority: Priority | None = None
+    schema_id: int | None = None
     deliveries: list[DeliveryView] = []
 
 
@@ -223,6 +227,8 @@ class ErrorDetail(msgspec.Struct, omit_defaults=True):
     field: str | None = None
     rule: str | None = None
     index: int | None = None
+    old: str | None = None
+    new: str | None = None
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -235,7 +241,9 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
         field: JSON pointer of the offending field, when one is to blame.
         rule: the rule it broke (``type``, ``required``, ``max_length`` …).
         index: the event's index in a batch.
-        errors: every problem found, for a batch.
+        errors: every problem found, for a batch (or every breaking change of a schema).
+        schema_id: the registry schema a payload was checked against.
+        schema_version: that schema's version in its subject.
     """
 
     code: str
@@ -244,6 +252,8 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     rule: str | None = None
     index: int | None = None
     errors: list[ErrorDetail] = []
+    schema_id: int | None = None
+    schema_version: int | None = None
 
 
 class ErrorResponse(msgspec.Struct):

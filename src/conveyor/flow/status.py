@@ -108,6 +108,7 @@ class StatusService:
             partition=None if scheduled else event.partition,
             offset=None if scheduled else event.offset,
             priority=lane_of(event.partition, topic.partitions),
+            schema_id=event.schema_id,
             deliveries=deliveries,
         )
 

@@ -22,8 +22,9 @@ from conveyor.api.schemas import (
 )
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
-from conveyor.errors import InvalidRequest, SchemaViolation
+from conveyor.errors import InvalidRequest, NotFound, SchemaViolation
 from conveyor.frontend.partitioning import partition_for
+from conveyor.frontend.registry.registry import Schema, SchemaRegistry
 from conveyor.frontend.validation import PayloadValidator, check_payload
 from conveyor.metrics import Metrics
 from conveyor.model import Event, Priority, Topic, log_partition
@@ -42,8 +43,11 @@ def _digest(req: PublishRequest) -> bytes:
     h.update(b"\x00" + repr((req.delay, req.deliver_at)).encode())
     for k in sorted(req.attributes or {}):
         h.update(b"\x00" + k.encode() + b"=" + (req.attributes or {})[k].encode())
-    if req.priority is not Priority.NORMAL:  # (normal adds nothing: older digests still match)
+    # (defaults add nothing, so that older digests still match)
+    if req.priority is not Priority.NORMAL:
         h.update(b"\x00priority=" + req.priority.value.encode())
+    if req.schema_version is not None:
+        h.update(b"\x00schema_version=" + str(req.schema_version).encode())
     return h.digest()
 
 
@@ -58,6 +62,7 @@ class PublishService:
         on_append: told of events appended to the log (after commit).
         on_timers: told of timers added to the timer store (after commit).
         dedup_window: seconds an idempotency key is remembered.
+        registry: the schema registry, for topics bound to a subject.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class PublishService:
         on_append: Callable[[list[Event]], None],
         on_timers: Callable[[list[tuple[int, str]]], None],
         dedup_window: float,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -79,6 +85,7 @@ class PublishService:
         self._on_timers = on_timers
         self._dedup_ms = int(dedup_window * 1000)
         self._spread = itertools.count()
+        self._registry = registry
 
     async def publish(
         self, topic_name: str, requests: Sequence[PublishRequest], *, batch: bool
@@ -100,7 +107,8 @@ class PublishService:
             topic_name
         )
         now_ms = to_ms(self._clock.now())
-        events = self._check_all(topic, requests, now_ms, batch)
+        schemas = await self._schemas(topic, requests, batch)
+        events = self._check_all(topic, requests, now_ms, batch, schemas)
         result = await self._store.publish(topic, events, now_ms, self._dedup_ms)
         if result.appended:
             self._on_append(result.appended)
@@ -120,17 +128,74 @@ class PublishService:
             duplicate=stored.duplicate,
         )
 
+    async def _schemas(
+        self, topic: Topic, requests: Sequence[PublishRequest], batch: bool
+    ) -> dict[int | None, Schema]:
+        """The registry versions a request writes with, by requested version (``None``: the
+        newest the topic admits)."""
+        settings = topic.schema_settings
+        if settings is None:
+            return {}
+        if self._registry is None:
+            raise InvalidRequest(f"topic {topic.name!r} needs the schema registry")
+        out: dict[int | None, Schema] = {}
+        for index, req in enumerate(requests):
+            wanted = req.schema_version
+            if wanted in out:
+                continue
+            field = ("" if not batch else f"/events/{index}") + "/schema_version"
+            last = settings.last_version
+            if wanted is not None and (
+                wanted < settings.first_version or (last is not None and wanted > last)
+            ):
+                upper = "latest" if last is None else str(last)
+                raise InvalidRequest(
+                    f"topic {topic.name!r} accepts versions {settings.first_version}.."
+                    f"{upper} of subject {settings.subject!r}, not {wanted}",
+                    field=field,
+                    rule="range",
+                    index=index if batch else None,
+                )
+            try:
+                out[wanted] = await self._registry.version(settings.subject, wanted or last)
+            except NotFound as e:
+                raise InvalidRequest(
+                    e.message, field=field, rule="exists", index=index if batch else None
+                ) from e
+            if out[wanted].version < settings.first_version:
+                raise InvalidRequest(
+                    f"subject {settings.subject!r} has no version in topic {topic.name!r}'s "
+                    f"range yet (newest: {out[wanted].version})",
+                    field=field,
+                    rule="range",
+                    index=index if batch else None,
+                )
+        return out
+
     def _check_all(
-        self, topic: Topic, requests: Sequence[PublishRequest], now_ms: int, batch: bool
+        self,
+        topic: Topic,
+        requests: Sequence[PublishRequest],
+        now_ms: int,
+        batch: bool,
+        schemas: dict[int | None, Schema],
     ) -> list[NewEvent]:
-        validator = self._catalog.validator(topic.name)
+        plain = self._catalog.validator(topic.name)
         events: list[NewEvent] = []
         problems: list[InvalidRequest] = []
         for index, req in enumerate(requests):
+            schema = schemas.get(req.schema_version) if schemas else None
+            validator = plain if schema is None else schema.validator
             try:
-                events.append(self._check(topic, validator, req, now_ms, index if batch else None))
+                event = self._check(topic, validator, req, now_ms, index if batch else None)
             except InvalidRequest as e:
+                if schema is not None:
+                    e.schema_id, e.schema_version = schema.id, schema.version
                 problems.append(e)
+                continue
+            if schema is not None:
+                event.schema_id = schema.id
+            events.append(event)
         if problems:
             self._metrics.publish_rejected.labels(problems[0].rule or "invalid").inc()
             first = problems[0]
@@ -141,13 +206,15 @@ class PublishService:
                 f"First: {first.message}"
             )
             if isinstance(first, SchemaViolation):
-                raise SchemaViolation(
+                error = SchemaViolation(
                     message,
                     field=first.field or "",
                     rule=first.rule or "",
                     index=first.index,
                     errors=problems,
                 )
+                error.schema_id, error.schema_version = first.schema_id, first.schema_version
+                raise error
             raise InvalidRequest(
                 message,
                 field=first.field,

@@ -140,4 +140,25 @@ MIGRATIONS: list[str] = [
     DROP INDEX deliveries_by_state;
     CREATE INDEX deliveries_by_state ON deliveries (sub, state, part, off)
     """,
+    # 5: the schema registry (see the SQLite schema), and the schema id of each event.
+    """
+    CREATE TABLE subjects (
+        name          TEXT PRIMARY KEY,
+        compatibility TEXT
+    );
+    CREATE TABLE schemas (
+        id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        subject     TEXT NOT NULL,
+        version     BIGINT NOT NULL,
+        type        TEXT NOT NULL,
+        definition  TEXT NOT NULL,
+        message     TEXT,
+        fingerprint TEXT NOT NULL,
+        created_ms  BIGINT NOT NULL,
+        UNIQUE (subject, version)
+    );
+    CREATE INDEX schemas_by_fingerprint ON schemas (subject, fingerprint);
+    ALTER TABLE log ADD COLUMN schema_id BIGINT;
+    ALTER TABLE timers ADD COLUMN schema_id BIGINT
+    """,
 ]

@@ -138,4 +138,27 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX deliveries_by_time ON deliveries (sub, state, updated_ms)
     """,
+    # 5: the schema registry. Subjects carry their compatibility mode (NULL: the registry's
+    # default, kept in meta); versions are immutable, numbered per subject, with ids global
+    # to the registry. Each event records the schema id it was written with.
+    """
+    CREATE TABLE subjects (
+        name          TEXT PRIMARY KEY,
+        compatibility TEXT
+    );
+    CREATE TABLE schemas (
+        id          INTEGER PRIMARY KEY,
+        subject     TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        definition  TEXT NOT NULL,
+        message     TEXT,
+        fingerprint TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        UNIQUE (subject, version)
+    );
+    CREATE INDEX schemas_by_fingerprint ON schemas (subject, fingerprint);
+    ALTER TABLE log ADD COLUMN schema_id INTEGER;
+    ALTER TABLE timers ADD COLUMN schema_id INTEGER
+    """,
 ]

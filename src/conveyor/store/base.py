@@ -56,6 +56,7 @@ class NewEvent:
     delayed: bool
     idempotency_key: str | None = None
     digest: bytes | None = None
+    schema_id: int | None = None  # the registry schema it was written with
 
 
 @dataclass(slots=True)
@@ -150,6 +151,45 @@ class Progress:
         touched.update(r.partition for r in self.rows)
         touched.update(part for part, _ in self.deleted)
         return touched
+
+
+@dataclass(slots=True, frozen=True)
+class StoredSchema:
+    """One immutable version of a registry subject.
+
+    Attributes:
+        id: the schema's id, unique in the registry.
+        subject: the subject it is a version of.
+        version: its number in the subject, from 1.
+        type: ``json``, ``avro`` or ``protobuf``.
+        definition: the schema's text as registered.
+        message: for Protobuf, the message's full name.
+        fingerprint: the canonical form's hash (an identical registration returns this one).
+        created_ms: when it was registered.
+    """
+
+    id: int
+    subject: str
+    version: int
+    type: str
+    definition: str
+    message: str | None
+    fingerprint: str
+    created_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class SubjectInfo:
+    """A registry subject: its own compatibility mode (``None``: the default) and versions."""
+
+    name: str
+    compatibility: str | None
+    versions: list[int]
+
+
+Verify = Callable[[list[StoredSchema], str], None]
+"""Checks a candidate against a subject's versions (oldest first) under a compatibility mode;
+raises a ConveyorError to refuse it."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -328,6 +368,41 @@ class Store(AsyncResource):
     @abc.abstractmethod
     async def count_rows(self, subscription: str) -> dict[str, int]:
         """How many delivery rows a subscription has, by state."""
+
+    # -- schema registry ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_schema(
+        self, candidate: StoredSchema, default_mode: str, verify: Verify
+    ) -> tuple[StoredSchema, bool]:
+        """Add a version to a subject, atomically with its compatibility check.
+
+        ``candidate``'s id and version are ignored. When the subject has a version with the
+        same fingerprint, that version is returned (``False``); otherwise ``verify`` is
+        called, in the transaction that holds the subject, with every existing version and
+        the subject's mode (``default_mode`` when it has none), and the new version is
+        stored (``True``) unless it raised.
+        """
+
+    @abc.abstractmethod
+    async def schemas_of(self, subject: str) -> list[StoredSchema]:
+        """A subject's versions, oldest first (empty when it has none)."""
+
+    @abc.abstractmethod
+    async def schema_by_id(self, schema_id: int) -> StoredSchema | None:
+        """A schema by its registry id."""
+
+    @abc.abstractmethod
+    async def list_subjects(self) -> list[SubjectInfo]:
+        """Every subject, by name."""
+
+    @abc.abstractmethod
+    async def set_compatibility(self, subject: str | None, mode: str | None) -> None:
+        """Set a subject's mode (``None`` returns it to the default), or with ``subject``
+        ``None`` the registry's default."""
+
+    @abc.abstractmethod
+    async def default_compatibility(self) -> str | None:
+        """The registry's default mode as set, or ``None`` when never set."""
 
     # -- dead letters ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -18,7 +18,8 @@ from conveyor.store._postgres_schema import MIGRATIONS
 from conveyor.store.sql import Connection, SqlStore
 
 _LOG_COPY = (
-    "COPY log (topic_id, part, off, id, key, attrs, payload, publish_ms, deliver_at_ms) FROM STDIN"
+    "COPY log (topic_id, part, off, id, key, attrs, payload, publish_ms, deliver_at_ms, "
+    "schema_id) FROM STDIN"
 )
 _PLACEHOLDER = re.compile(r"\?")
 IDLE_IN_TRANSACTION_MS = 1000
@@ -43,6 +44,7 @@ class PostgresStore(SqlStore):
 
     name = "postgresql"
     lock_for_share = " FOR SHARE"
+    lock_for_update = " FOR UPDATE"
 
     def __init__(self, url: str, *, max_batch: int = 512) -> None:
         self.url = url

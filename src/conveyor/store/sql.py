@@ -43,6 +43,9 @@ from conveyor.store.base import (
     Ranges,
     Store,
     Stored,
+    StoredSchema,
+    SubjectInfo,
+    Verify,
 )
 
 T = TypeVar("T")
@@ -55,7 +58,8 @@ _ranges_decoder = msgspec.msgpack.Decoder(list[tuple[int, int]])
 _json = msgspec.json.encode
 _msgpack = msgspec.msgpack.encode
 
-_LOG_COLUMNS = "part, off, id, key, attrs, payload, publish_ms, deliver_at_ms"
+_SCHEMA_COLUMNS = "id, subject, version, type, definition, message, fingerprint, created_ms"
+_LOG_COLUMNS = "part, off, id, key, attrs, payload, publish_ms, deliver_at_ms, schema_id"
 _ROW_UPSERT = (
     "INSERT INTO deliveries (sub, part, off, key, state, attempts, next_ms, last_error, history, "
     "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sub, part, off) DO UPDATE SET "
@@ -157,7 +161,7 @@ class SqlStore(Store):
 
     def _write_log(self, rows: list[tuple[object, ...]]) -> None:
         if rows:
-            self._xmany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._xmany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return self._rc.execute(self._sql(sql), params).fetchall()
@@ -330,12 +334,12 @@ class SqlStore(Store):
             first = int(head[0]) - len(appends)  # type: ignore[call-overload]
             for offset, (_, ev, attrs, topic, stored, appended) in enumerate(appends, first):
                 rows.append((tid, part, offset, ev.id, ev.key, attrs, ev.payload, ev.publish_ms,
-                             ev.deliver_at_ms))  # fmt: skip
+                             ev.deliver_at_ms, ev.schema_id))  # fmt: skip
                 if stored is not None:
                     stored.offset = offset
                 appended.append(
                     Event(ev.id, topic, part, offset, ev.key, ev.attributes, ev.payload,
-                          ev.publish_ms, ev.deliver_at_ms)
+                          ev.publish_ms, ev.deliver_at_ms, ev.schema_id)
                 )  # fmt: skip
         self._write_log(rows)
 
@@ -546,8 +550,9 @@ class SqlStore(Store):
             if ev.delayed:
                 due = ev.deliver_at_ms or now_ms
                 timer_rows.append(
-                    (ev.id, tid, ev.partition, due, ev.key, attrs, ev.payload, ev.publish_ms)
-                )
+                    (ev.id, tid, ev.partition, due, ev.key, attrs, ev.payload, ev.publish_ms,
+                     ev.schema_id)
+                )  # fmt: skip
                 result.timers.append((due, ev.id))
                 stored = Stored(ev.id, None, None, due)
             else:
@@ -561,7 +566,7 @@ class SqlStore(Store):
         # Nothing below raises a ConveyorError: the operation is now certain to be kept.
         self._txn_keys.update(seen)
         if timer_rows:
-            self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
+            self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
         if idem:
             # Written once the offsets are known (the key remembers where the event went).
             self._after_appends.append(partial(self._remember_keys, tid, idem, now_ms))
@@ -607,7 +612,7 @@ class SqlStore(Store):
 
     @staticmethod
     def _event(topic: str, r: tuple[object, ...]) -> Event:
-        part, off, eid, key, attrs, payload, publish_ms, deliver_at_ms = r
+        part, off, eid, key, attrs, payload, publish_ms, deliver_at_ms, schema_id = r
         return Event(
             eid,  # type: ignore[arg-type]
             topic,
@@ -618,6 +623,7 @@ class SqlStore(Store):
             bytes(payload),  # type: ignore[call-overload]
             publish_ms,  # type: ignore[arg-type]
             deliver_at_ms,  # type: ignore[arg-type]
+            None if schema_id is None else int(schema_id),  # type: ignore[call-overload]
         )
 
     async def read_events(self, topic: Topic, refs: Sequence[tuple[int, int]]) -> list[Event]:
@@ -654,8 +660,8 @@ class SqlStore(Store):
             if row is not None:
                 return int(row[0]), row[1:], False  # type: ignore[call-overload]
             row = self._read_one(
-                "SELECT topic_id, part, -1, id, key, attrs, payload, publish_ms, due_ms "
-                "FROM timers WHERE id = ?",
+                "SELECT topic_id, part, -1, id, key, attrs, payload, publish_ms, due_ms, "
+                "schema_id FROM timers WHERE id = ?",
                 (event_id,),
             )
             return None if row is None else (int(row[0]), row[1:], True)  # type: ignore[call-overload]
@@ -696,11 +702,11 @@ class SqlStore(Store):
             marks = ",".join("?" * len(chunk))
             claimed += self._x(
                 f"DELETE FROM timers WHERE id IN ({marks}) "
-                "RETURNING id, topic_id, part, due_ms, key, attrs, payload, publish_ms",
+                "RETURNING id, topic_id, part, due_ms, key, attrs, payload, publish_ms, schema_id",
                 chunk,
             ).fetchall()
         claimed.sort(key=lambda r: (r[3], r[0]))
-        for eid, tid, part, due, key, attrs, payload, publish_ms in claimed:
+        for eid, tid, part, due, key, attrs, payload, publish_ms, schema_id in claimed:
             name = self._topic_names.get(tid)  # type: ignore[call-overload]
             if name is None:
                 continue
@@ -713,6 +719,7 @@ class SqlStore(Store):
                 int(publish_ms),  # type: ignore[call-overload]
                 int(due),  # type: ignore[call-overload]
                 False,
+                schema_id=None if schema_id is None else int(schema_id),  # type: ignore[call-overload]
             )
             self._appends.append((int(tid), event, attrs, name, None, appended))  # type: ignore[call-overload]
         return appended
@@ -838,6 +845,124 @@ class SqlStore(Store):
             )
         )
         return {str(state): int(n) for state, n in rows}  # type: ignore[call-overload]
+
+    # -- schema registry --------------------------------------------------------------------
+    lock_for_update = ""  # the dialect's row lock that serializes writers of a subject
+
+    async def register_schema(
+        self, candidate: StoredSchema, default_mode: str, verify: Verify
+    ) -> tuple[StoredSchema, bool]:
+        return await self._commit.submit(
+            lambda: self._register_schema(candidate, default_mode, verify)
+        )
+
+    def _register_schema(
+        self, candidate: StoredSchema, default_mode: str, verify: Verify
+    ) -> tuple[StoredSchema, bool]:
+        subject = candidate.subject
+        self._x(
+            "INSERT INTO subjects (name, compatibility) VALUES (?, NULL) "
+            "ON CONFLICT (name) DO NOTHING",
+            (subject,),
+        )
+        row = self._x(
+            "SELECT compatibility FROM subjects WHERE name = ?" + self.lock_for_update,
+            (subject,),
+        ).fetchone()
+        mode = str(row[0]) if row is not None and row[0] is not None else default_mode
+        versions = [
+            _schema(r)
+            for r in self._x(
+                f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE subject = ? ORDER BY version",
+                (subject,),
+            ).fetchall()
+        ]
+        for existing in versions:
+            if existing.fingerprint == candidate.fingerprint and existing.type == candidate.type:
+                return existing, False
+        verify(versions, mode)  # raises to refuse: nothing was written but the subject row
+        number = versions[-1].version + 1 if versions else 1
+        created = self._x(
+            "INSERT INTO schemas (subject, version, type, definition, message, fingerprint, "
+            "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (subject, number, candidate.type, candidate.definition, candidate.message,
+             candidate.fingerprint, candidate.created_ms),
+        ).fetchone()  # fmt: skip
+        assert created is not None
+        return (
+            StoredSchema(
+                int(created[0]),  # type: ignore[call-overload]
+                subject,
+                number,
+                candidate.type,
+                candidate.definition,
+                candidate.message,
+                candidate.fingerprint,
+                candidate.created_ms,
+            ),
+            True,
+        )
+
+    async def schemas_of(self, subject: str) -> list[StoredSchema]:
+        rows = await self._in_reader(
+            lambda: self._read(
+                f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE subject = ? ORDER BY version",
+                (subject,),
+            )
+        )
+        return [_schema(r) for r in rows]
+
+    async def schema_by_id(self, schema_id: int) -> StoredSchema | None:
+        row = await self._in_reader(
+            lambda: self._read_one(
+                f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE id = ?", (schema_id,)
+            )
+        )
+        return None if row is None else _schema(row)
+
+    async def list_subjects(self) -> list[SubjectInfo]:
+        def run() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+            return (
+                self._read("SELECT name, compatibility FROM subjects ORDER BY name"),
+                self._read("SELECT subject, version FROM schemas ORDER BY subject, version"),
+            )
+
+        subjects, versions = await self._in_reader(run)
+        by_subject: dict[str, list[int]] = {}
+        for name, version in versions:
+            by_subject.setdefault(str(name), []).append(int(version))  # type: ignore[call-overload]
+        return [
+            SubjectInfo(
+                str(name), None if mode is None else str(mode), by_subject.get(str(name), [])
+            )
+            for name, mode in subjects
+        ]
+
+    async def set_compatibility(self, subject: str | None, mode: str | None) -> None:
+        def run() -> None:
+            if subject is None:
+                if mode is None:
+                    self._x("DELETE FROM meta WHERE k = 'registry_compatibility'")
+                else:
+                    self._x(
+                        "INSERT INTO meta (k, v) VALUES ('registry_compatibility', ?) "
+                        "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                        (mode,),
+                    )
+                return
+            self._x(
+                "INSERT INTO subjects (name, compatibility) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET compatibility = excluded.compatibility",
+                (subject, mode),
+            )
+
+        await self._commit.submit(run)
+
+    async def default_compatibility(self) -> str | None:
+        row = await self._in_reader(
+            lambda: self._read_one("SELECT v FROM meta WHERE k = 'registry_compatibility'")
+        )
+        return None if row is None else str(row[0])
 
     # -- dead letters -----------------------------------------------------------------------
     async def list_rows(
@@ -1069,6 +1194,20 @@ def _row_filter(
         where += " AND lower(last_error) LIKE lower(?) ESCAPE '\\'"
         params.append(f"%{escaped}%")
     return where, params
+
+
+def _schema(r: tuple[object, ...]) -> StoredSchema:
+    sid, subject, version, kind, definition, message, fingerprint, created_ms = r
+    return StoredSchema(
+        int(sid),  # type: ignore[call-overload]
+        str(subject),
+        int(version),  # type: ignore[call-overload]
+        str(kind),
+        str(definition),
+        None if message is None else str(message),
+        str(fingerprint),
+        int(created_ms),  # type: ignore[call-overload]
+    )
 
 
 def _cursor(cur: object, acked: object, start: object) -> CursorState:

@@ -1,0 +1,1 @@
+"""Schema registry: parsing, fingerprints and compatibility of topic schemas (issue 5)."""

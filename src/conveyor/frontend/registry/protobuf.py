@@ -1,0 +1,495 @@
+"""Protobuf schemas: parsing, the binary <-> canonical JSON codec, and the JSON Schema of the
+canonical form.
+
+A Protobuf schema is one message of one ``.proto`` file. It is accepted as ``.proto`` source
+(proto2 or proto3, one file, which may import the well-known types such as
+``google/protobuf/timestamp.proto``) or as a base64-encoded ``FileDescriptorSet`` holding the
+file and everything it imports (``protoc --include_imports --descriptor_set_out``). Source is
+compiled by protoc from ``grpc-tools``, in a child process: protoc writes its diagnostics to
+the process's stderr, which a child gives back as text (``schema.proto:3:5: Expected ";".``),
+and a compiler crash cannot take the server down. Compiling takes about 50 ms, so call
+``parse`` from a worker thread in async code; a parsed schema is immutable and cheap to share.
+
+Descriptors are built in a private ``DescriptorPool`` per schema, so two versions of the same
+message never collide. The canonical JSON form is protobuf's JSON mapping with the ``.proto``
+field names (``preserving_proto_field_name``): int64 as strings, bytes as base64, enums by
+name, Timestamp as RFC 3339; fields at their default value are left out.
+
+Compatibility (``check``) lives in ``proto_compat`` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+from google.protobuf import (  # type: ignore[import-untyped, unused-ignore]
+    descriptor_pb2,
+    descriptor_pool,
+    json_format,
+    message_factory,
+)
+from google.protobuf.descriptor import (  # type: ignore[import-untyped, unused-ignore]
+    Descriptor,
+    EnumDescriptor,
+    FieldDescriptor,
+)
+from google.protobuf.message import (  # type: ignore[import-untyped, unused-ignore]
+    DecodeError,
+    EncodeError,
+    Message,
+)
+
+from conveyor.frontend.registry.proto_compat import check, real_oneofs
+
+__all__ = ["ProtoSchema", "check", "decode", "encode", "parse", "to_json_schema"]
+
+SOURCE_NAME = "schema.proto"  # the name ``.proto`` source is compiled under
+PROTOC_TIMEOUT = 30.0  # seconds protoc may take before the source is refused
+# protoc's own logging (warnings such as "No syntax specified"), not diagnostics of the file
+_ABSL_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} )")
+
+
+class ProtoSchema:
+    """One message of a compiled ``.proto`` file, with everything needed to read and write it.
+
+    Attributes:
+        descriptor: the message's descriptor (in a pool private to this schema).
+        descriptor_set: the serialized ``FileDescriptorSet``: the file and all it imports,
+            dependencies first, without source info, serialized deterministically.
+    """
+
+    __slots__ = ("_message_class", "descriptor", "descriptor_set")
+
+    def __init__(self, descriptor: Descriptor, descriptor_set: bytes) -> None:
+        self.descriptor = descriptor
+        self.descriptor_set = descriptor_set
+        self._message_class: type[Message] = message_factory.GetMessageClass(descriptor)
+
+    @property
+    def message_name(self) -> str:
+        """The message's fully-qualified name (``shop.Order``)."""
+        name: str = self.descriptor.full_name
+        return name
+
+    @property
+    def message_class(self) -> type[Message]:
+        """The generated class of the message."""
+        return self._message_class
+
+    def fingerprint(self) -> str:
+        """The sha256 (hex) of the message name and the deterministic descriptor set.
+
+        The name is hashed too: two messages of one file are two schemas.
+        """
+        digest = hashlib.sha256(self.message_name.encode())
+        digest.update(b"\0")
+        digest.update(self.descriptor_set)
+        return digest.hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProtoSchema):
+            return NotImplemented
+        return (self.message_name, self.descriptor_set) == (
+            other.message_name,
+            other.descriptor_set,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.message_name, self.descriptor_set))
+
+    def __repr__(self) -> str:
+        return f"ProtoSchema({self.message_name!r}, fingerprint={self.fingerprint()[:12]!r})"
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def parse(text: str, message: str | None = None) -> ProtoSchema:
+    """Compile a Protobuf schema.
+
+    Args:
+        text: ``.proto`` source, or a base64-encoded ``FileDescriptorSet`` (its last file is
+            the schema's file; protoc writes the named file after its imports).
+        message: the message's fully-qualified name; by default the file's first message.
+
+    Raises:
+        ValueError: protoc's diagnostics (with ``line:column``), a descriptor set that does not
+            decode or build, a file without messages, or a ``message`` the file lacks.
+
+    Returns:
+        The schema.
+    """
+    encoded = _base64_descriptor_set(text)
+    data = encoded if encoded is not None else _compile(text)
+    files, main = _files(data)
+    pool = descriptor_pool.DescriptorPool()
+    for file in files:
+        try:
+            pool.Add(file)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"descriptor set does not build: {file.name}: {e}") from e
+    canonical = descriptor_pb2.FileDescriptorSet(file=files)
+    descriptor = _find_message(pool, main, message)
+    return ProtoSchema(descriptor, canonical.SerializeToString(deterministic=True))
+
+
+def _base64_descriptor_set(text: str) -> bytes | None:
+    """The bytes of ``text`` when it is base64 (``.proto`` source never is: it needs ``;``)."""
+    compact = "".join(text.split())
+    if not compact:
+        return None
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _compile(text: str) -> bytes:
+    """Run protoc on ``.proto`` source; the serialized ``FileDescriptorSet`` it writes."""
+    include = str(resources.files("grpc_tools").joinpath("_proto"))
+    with tempfile.TemporaryDirectory(prefix="conveyor-proto-") as tmp:
+        Path(tmp, SOURCE_NAME).write_text(text, encoding="utf-8")
+        command = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"--proto_path={tmp}",
+            f"--proto_path={include}",
+            "--include_imports",
+            "--descriptor_set_out=set.pb",
+            SOURCE_NAME,
+        ]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=PROTOC_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise ValueError(f"protoc did not finish within {PROTOC_TIMEOUT:g} s") from e
+        if done.returncode != 0:
+            raise ValueError(f"invalid .proto: {_diagnostics(done.stderr, tmp)}")
+        return Path(tmp, "set.pb").read_bytes()
+
+
+def _diagnostics(stderr: str, tmp: str) -> str:
+    """protoc's errors, without its absl log lines and the temporary directory."""
+    lines = [line.replace(tmp + "/", "") for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if not _ABSL_LOG.match(line)]
+    return "\n".join(errors or lines) or "protoc failed"
+
+
+def _files(
+    data: bytes,
+) -> tuple[list[descriptor_pb2.FileDescriptorProto], descriptor_pb2.FileDescriptorProto]:
+    """The files of a serialized set, dependencies first, without source info; and the last
+    file of the set as given, the schema's own."""
+    try:
+        parsed = descriptor_pb2.FileDescriptorSet.FromString(data)
+    except DecodeError as e:
+        raise ValueError(f"not a FileDescriptorSet: {e}") from e
+    if not parsed.file:
+        raise ValueError("the FileDescriptorSet holds no file")
+    by_name = {}
+    for file in parsed.file:
+        file.ClearField("source_code_info")
+        by_name[file.name] = file
+    ordered: list[descriptor_pb2.FileDescriptorProto] = []
+    for file in parsed.file:
+        _visit(file, by_name, ordered, set())
+    return ordered, parsed.file[-1]
+
+
+def _visit(
+    file: descriptor_pb2.FileDescriptorProto,
+    by_name: Mapping[str, descriptor_pb2.FileDescriptorProto],
+    ordered: list[descriptor_pb2.FileDescriptorProto],
+    path: set[str],
+) -> None:
+    """Append ``file`` after its dependencies (a depth-first topological sort)."""
+    if any(done.name == file.name for done in ordered):
+        return
+    if file.name in path:
+        raise ValueError(f"the FileDescriptorSet has an import cycle through {file.name}")
+    path.add(file.name)
+    for name in file.dependency:
+        if name not in by_name:
+            raise ValueError(
+                f"the FileDescriptorSet lacks {name}, imported by {file.name}: "
+                "build it with protoc --include_imports"
+            )
+        _visit(by_name[name], by_name, ordered, path)
+    path.discard(file.name)
+    ordered.append(file)
+
+
+def _find_message(
+    pool: descriptor_pool.DescriptorPool,
+    main: descriptor_pb2.FileDescriptorProto,
+    message: str | None,
+) -> Descriptor:
+    prefix = f"{main.package}." if main.package else ""
+    declared = [prefix + m.name for m in main.message_type]
+    if message is None:
+        if not declared:
+            raise ValueError(f"{main.name} declares no message")
+        message = declared[0]
+    try:
+        found: Descriptor = pool.FindMessageTypeByName(message.removeprefix("."))
+    except KeyError as e:
+        choices = ", ".join(declared) or "none"
+        raise ValueError(
+            f"message {message!r} is not in the schema (top-level messages: {choices})"
+        ) from e
+    return found
+
+
+# -- codec --------------------------------------------------------------------------------
+
+
+def decode(schema: ProtoSchema, data: bytes) -> dict[str, object]:
+    """Binary Protobuf to the canonical JSON form.
+
+    Fields the schema does not know are skipped, as every Protobuf reader does.
+
+    Raises:
+        ValueError: ``data`` is not a valid encoding of the message, or lacks a proto2
+            required field.
+    """
+    try:
+        decoded = schema.message_class.FromString(data)
+    except DecodeError as e:
+        raise ValueError(f"not a valid {schema.message_name} message: {e}") from e
+    if not decoded.IsInitialized():
+        try:  # the error names every missing field, nested ones by their path
+            decoded.SerializeToString()
+        except EncodeError as e:
+            raise ValueError(f"not a valid {schema.message_name} message: {e}") from e
+    result: dict[str, object] = json_format.MessageToDict(decoded, preserving_proto_field_name=True)
+    return result
+
+
+def encode(schema: ProtoSchema, value: Mapping[str, object]) -> bytes:
+    """The canonical JSON form (or any form protobuf's JSON parser accepts) to binary.
+
+    Output is deterministic: map entries are sorted by key.
+
+    Raises:
+        TypeError: ``value`` is not a mapping.
+        ValueError: an unknown field or a value of the wrong type (the message names the
+            field), or a missing proto2 required field.
+    """
+    if not isinstance(value, Mapping):
+        raise TypeError(f"a {schema.message_name} value must be a mapping, not {type(value)}")
+    message = schema.message_class()
+    try:
+        json_format.ParseDict(dict(value), message)
+    except (json_format.Error, ValueError, TypeError) as e:
+        raise ValueError(f"invalid {schema.message_name}: {e}") from e
+    try:
+        data: bytes = message.SerializeToString(deterministic=True)
+    except EncodeError as e:
+        raise ValueError(f"invalid {schema.message_name}: {e}") from e
+    return data
+
+
+# -- JSON Schema of the canonical form ------------------------------------------------------
+
+_INT32: dict[str, object] = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+_UINT32: dict[str, object] = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+_INT64: dict[str, object] = {
+    "anyOf": [
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+        {"type": "string", "pattern": "^-?[0-9]+$"},
+    ]
+}
+_UINT64: dict[str, object] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": 2**64 - 1},
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ]
+}
+_FLOAT: dict[str, object] = {
+    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
+}
+_BYTES: dict[str, object] = {
+    "type": "string",
+    "contentEncoding": "base64",
+    "pattern": "^[A-Za-z0-9+/_-]*={0,2}$",
+}
+
+_F = FieldDescriptor
+_SCALARS: dict[int, dict[str, object]] = {
+    _F.TYPE_INT32: _INT32,
+    _F.TYPE_SINT32: _INT32,
+    _F.TYPE_SFIXED32: _INT32,
+    _F.TYPE_UINT32: _UINT32,
+    _F.TYPE_FIXED32: _UINT32,
+    _F.TYPE_INT64: _INT64,
+    _F.TYPE_SINT64: _INT64,
+    _F.TYPE_SFIXED64: _INT64,
+    _F.TYPE_UINT64: _UINT64,
+    _F.TYPE_FIXED64: _UINT64,
+    _F.TYPE_FLOAT: _FLOAT,
+    _F.TYPE_DOUBLE: _FLOAT,
+    _F.TYPE_BOOL: {"type": "boolean"},
+    _F.TYPE_STRING: {"type": "string"},
+    _F.TYPE_BYTES: _BYTES,
+}
+
+_WRAPPERS = {
+    "DoubleValue": _F.TYPE_DOUBLE,
+    "FloatValue": _F.TYPE_FLOAT,
+    "Int64Value": _F.TYPE_INT64,
+    "UInt64Value": _F.TYPE_UINT64,
+    "Int32Value": _F.TYPE_INT32,
+    "UInt32Value": _F.TYPE_UINT32,
+    "BoolValue": _F.TYPE_BOOL,
+    "StringValue": _F.TYPE_STRING,
+    "BytesValue": _F.TYPE_BYTES,
+}
+_WELL_KNOWN: dict[str, dict[str, object]] = {
+    "google.protobuf.Timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})$",
+    },
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
+    "google.protobuf.FieldMask": {"type": "string"},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Value": {},
+    "google.protobuf.Empty": {"type": "object", "maxProperties": 0},
+    "google.protobuf.Any": {
+        "type": "object",
+        "required": ["@type"],
+        "properties": {"@type": {"type": "string"}},
+    },
+    **{f"google.protobuf.{name}": _SCALARS[kind] for name, kind in _WRAPPERS.items()},
+}
+_MAP_KEYS: dict[int, dict[str, object]] = {
+    _F.TYPE_BOOL: {"enum": ["true", "false"]},
+    **{
+        kind: {"pattern": "^-?[0-9]+$"}
+        for kind in (
+            _F.TYPE_INT32,
+            _F.TYPE_SINT32,
+            _F.TYPE_SFIXED32,
+            _F.TYPE_INT64,
+            _F.TYPE_SINT64,
+            _F.TYPE_SFIXED64,
+        )
+    },
+    **{
+        kind: {"pattern": "^[0-9]+$"}
+        for kind in (_F.TYPE_UINT32, _F.TYPE_FIXED32, _F.TYPE_UINT64, _F.TYPE_FIXED64)
+    },
+}
+
+
+def to_json_schema(schema: ProtoSchema) -> dict[str, object]:
+    """A Draft 2020-12 JSON Schema of the message's canonical JSON form.
+
+    Each message is one ``$defs`` entry named by its full name (so recursive messages work);
+    fields use their ``.proto`` names; unknown properties are refused, as by ``encode``;
+    members of one ``oneof`` exclude each other; proto2 ``required`` fields are required.
+    Integer kinds carry their range; 64-bit integers are integers or decimal strings; floats
+    also take ``"NaN"``/``"Infinity"``/``"-Infinity"``; bytes are base64; enums are value
+    names (open, proto3 enums also take the number, as unknown values decode to numbers);
+    repeated fields are arrays, maps objects, and well-known types their JSON form
+    (Timestamp a date-time string, Duration ``"1.5s"``, wrappers their scalar).
+    """
+    defs: dict[str, object] = {}
+    root = _message_schema(schema.descriptor, defs)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": schema.message_name,
+        **root,
+        "$defs": defs,
+    }
+
+
+def _message_schema(message: Descriptor, defs: dict[str, object]) -> dict[str, object]:
+    """A ``$ref`` to the message's definition, adding it (and what it uses) to ``defs``."""
+    name: str = message.full_name
+    if name in _WELL_KNOWN:
+        return dict(_WELL_KNOWN[name])
+    if name not in defs:
+        defs[name] = {}  # placeholder first: a message may contain itself
+        defs[name] = _object_schema(message, defs)
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def _object_schema(message: Descriptor, defs: dict[str, object]) -> dict[str, object]:
+    properties = {f.name: _field_schema(f, defs) for f in message.fields}
+    result: dict[str, object] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    required = [f.name for f in message.fields if f.is_required]
+    if required:
+        result["required"] = required
+    exclusive = _oneof_exclusions(message)
+    if exclusive:
+        result["dependentSchemas"] = exclusive
+    return result
+
+
+def _oneof_exclusions(message: Descriptor) -> dict[str, object]:
+    """For each member of a real oneof: the others must be absent."""
+    exclusive: dict[str, object] = {}
+    for oneof in real_oneofs(message):
+        names = [f.name for f in oneof.fields]
+        for name in names:
+            others = [{"required": [other]} for other in names if other != name]
+            exclusive[name] = {"not": {"anyOf": others}}
+    return exclusive
+
+
+def _field_schema(field: FieldDescriptor, defs: dict[str, object]) -> dict[str, object]:
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        key, value = entry.fields_by_number[1], entry.fields_by_number[2]
+        mapping: dict[str, object] = {
+            "type": "object",
+            "additionalProperties": _single_schema(value, defs),
+        }
+        if key.type in _MAP_KEYS:
+            mapping["propertyNames"] = _MAP_KEYS[key.type]
+        return mapping
+    single = _single_schema(field, defs)
+    if field.is_repeated:
+        return {"type": "array", "items": single}
+    return single
+
+
+def _single_schema(field: FieldDescriptor, defs: dict[str, object]) -> dict[str, object]:
+    message, enum = field.message_type, field.enum_type
+    if message is not None:
+        return _message_schema(message, defs)
+    if enum is not None:
+        return _enum_schema(enum)
+    return dict(_SCALARS[field.type])
+
+
+def _enum_schema(enum: EnumDescriptor) -> dict[str, object]:
+    if enum.full_name == "google.protobuf.NullValue":
+        return {"type": "null"}
+    names: dict[str, object] = {"type": "string", "enum": [v.name for v in enum.values]}
+    if enum.is_closed:
+        return names
+    return {"anyOf": [names, _INT32]}
