@@ -332,3 +332,28 @@ async def test_a_frontend_only_service_fires_its_own_timers_and_never_reads_the_
         assert len(await store.due_timers(2**62, 10)) == 2
     finally:
         await fired.stop()
+
+
+async def test_timers_due_at_the_same_millisecond_fire_in_publish_order(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    # Given one publish of 50 events of one key, all due at the same millisecond
+    now_ms = to_ms(clock.now())
+    events = [
+        NewEvent(new_id(now_ms), 0, "k", None, str(i).encode(), now_ms, now_ms + 1000, True)
+        for i in range(50)
+    ]
+    await store.publish(TOPIC, events, now_ms, 0)
+    fired = Fired(store, clock, window=10)
+    await fired.start()
+    try:
+        # When they fire
+        clock.advance(1)
+        await until(lambda: len(fired.ids) == 50)
+
+        # Then the log holds them in publish order
+        assert fired.ids == [e.id for e in events]
+        logged = await store.read_log(TOPIC, 0, 0, 100)
+        assert [e.payload for e in logged] == [str(i).encode() for i in range(50)]
+    finally:
+        await fired.stop()

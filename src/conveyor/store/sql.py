@@ -654,17 +654,19 @@ class SqlStore(Store):
 
     async def find_event(self, event_id: str) -> tuple[Event, bool] | None:
         def run() -> tuple[int, tuple[object, ...], bool] | None:
-            row = self._read_one(
-                f"SELECT topic_id, {_LOG_COLUMNS} FROM log WHERE id = ?", (event_id,)
-            )
-            if row is not None:
-                return int(row[0]), row[1:], False  # type: ignore[call-overload]
+            # Timers first: an event only ever moves from the timers to the log (in one
+            # transaction), so one that fires between the two reads is found in the log.
             row = self._read_one(
                 "SELECT topic_id, part, -1, id, key, attrs, payload, publish_ms, due_ms, "
                 "schema_id FROM timers WHERE id = ?",
                 (event_id,),
             )
-            return None if row is None else (int(row[0]), row[1:], True)  # type: ignore[call-overload]
+            if row is not None:
+                return int(row[0]), row[1:], True  # type: ignore[call-overload]
+            row = self._read_one(
+                f"SELECT topic_id, {_LOG_COLUMNS} FROM log WHERE id = ?", (event_id,)
+            )
+            return None if row is None else (int(row[0]), row[1:], False)  # type: ignore[call-overload]
 
         found = await self._in_reader(run)
         if found is None:
