@@ -14,6 +14,7 @@ from conveyor import Client
 from conveyor.cli import app
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
 from conveyor.frontend.registry.modes import Compatibility
+from conveyor.model import SchemaSettings
 from dead_letters_platform import ThreadedPlatform
 
 V1 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}
@@ -111,3 +112,17 @@ def test_the_cli_refuses_show_without_a_subject_or_id(platform: ThreadedPlatform
     result = cli(platform.url, "show")
     assert result.exit_code == 2
     assert "give a subject, or --id" in result.output
+
+
+def test_the_sdk_publishes_a_partial_batch(client: Client) -> None:
+    client.register_schema("orders", V1, type="avro")
+    client.create_topic("invoices", schema_settings=SchemaSettings("orders"))
+
+    result = client.publish_batch_partial(
+        "invoices", [{"payload": {"id": "a"}}, {"payload": {"id": 1}}, {"payload": {"id": "c"}}]
+    )
+
+    assert [r.index for r in result.results] == [0, 2]
+    (rejected,) = result.rejected
+    assert (rejected.index, rejected.field, rejected.rule) == (1, "/events/1/payload/id", "type")
+    assert client.get_event(result.results[1].id).schema_id is not None

@@ -196,3 +196,45 @@ async def test_binding_a_topic_to_an_unknown_subject_is_refused(client: Client) 
         json={"name": "orders", "schema": {}, "schema_settings": {"subject": "ghost"}},
     )
     assert both.status == 400
+
+
+async def test_a_partial_batch_stores_the_valid_events_and_lists_the_others(
+    client: Client,
+) -> None:
+    await client.post("/v1/subjects/orders/versions", json=avro(ORDER_V1))
+    await client.post(
+        "/v1/topics", json={"name": "orders", "schema_settings": {"subject": "orders"}}
+    )
+    events = [
+        {"payload": {"id": "a", "amount": 1}},
+        {"payload": {"id": "b", "amount": "two"}},
+        {"payload": {"id": "c", "amount": 3}},
+    ]
+
+    whole = await client.post("/v1/topics/orders/events/batch", json={"events": events})
+    partial = await client.post(
+        "/v1/topics/orders/events/batch?partial=true", json={"events": events}
+    )
+    none_valid = await client.post(
+        "/v1/topics/orders/events/batch?partial=true", json={"events": events[1:2]}
+    )
+    bad_flag = await client.post(
+        "/v1/topics/orders/events/batch?partial=maybe", json={"events": events}
+    )
+
+    assert whole.status == 422  # all or nothing by default
+    assert partial.status == 201
+    body = await partial.json()
+    assert [r["index"] for r in body["results"]] == [0, 2]
+    (rejected,) = body["rejected"]
+    assert (rejected["index"], rejected["field"], rejected["rule"]) == (
+        1,
+        "/events/1/payload/amount",
+        "type",
+    )
+    assert none_valid.status == 200  # processed, nothing created
+    assert (await none_valid.json())["results"] == []
+    assert bad_flag.status == 400
+    assert (await bad_flag.json())["error"]["field"] == "/query/partial"
+    stored = [await (await client.get(f"/v1/events/{r['id']}")).json() for r in body["results"]]
+    assert [e["payload"]["id"] for e in stored] == ["a", "c"]

@@ -434,6 +434,29 @@ class AsyncClient(AsyncResource):
         )
         return self._http.decode(answer, _BATCH_PUBLISHED).results
 
+    async def publish_batch_partial(
+        self, topic: str, events: Sequence[PublishRequest | Mapping[str, object]]
+    ) -> BatchPublishResult:
+        """Publish a batch's valid events; the invalid ones are reported, not stored.
+
+        Takes what :meth:`publish_batch` takes.
+
+        Returns:
+            The stored events (each with its ``index`` in ``events``) and, in ``rejected``,
+            one error per invalid event (with its ``index``, ``field`` and ``rule``).
+        """
+        requests = [
+            event if isinstance(event, PublishRequest) else request_from_mapping(event, index)
+            for index, event in enumerate(events)
+        ]
+        answer = await self._http.request(
+            "POST",
+            ["topics", topic, "events", "batch"],
+            BatchPublishRequest(events=requests),
+            query={"partial": "true"},
+        )
+        return self._http.decode(answer, _BATCH_PUBLISHED)
+
     async def get_event(self, event_id: str) -> EventView:
         """Read an event and where it stands for each subscription of its topic.
 

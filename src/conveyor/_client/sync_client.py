@@ -17,6 +17,7 @@ from conveyor.api.registry_schemas import (
     SubjectView,
 )
 from conveyor.api.schemas import (
+    BatchPublishResult,
     EndpointInfo,
     EventView,
     Health,
@@ -251,6 +252,12 @@ class Client:
     ) -> list[PublishResult]:
         """See :meth:`AsyncClient.publish_batch`."""
         return self._run(self._client.publish_batch(topic, events))
+
+    def publish_batch_partial(
+        self, topic: str, events: Sequence[PublishRequest | Mapping[str, object]]
+    ) -> BatchPublishResult:
+        """See :meth:`AsyncClient.publish_batch_partial`."""
+        return self._run(self._client.publish_batch_partial(topic, events))
 
     def get_event(self, event_id: str) -> EventView:
         """See :meth:`AsyncClient.get_event`."""

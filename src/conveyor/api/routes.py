@@ -16,8 +16,10 @@ from conveyor.api.routes_registry import REGISTRY_ROUTES
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
+    BatchQuery,
     EndpointInfo,
     EndpointRegistration,
+    ErrorDetail,
     EventView,
     Health,
     LambdaInfo,
@@ -160,12 +162,33 @@ async def publish_batch(request: web.Request) -> web.Response:
     name = request.match_info["topic"]
     topic = node.catalog.find_topic(name) or await node.catalog.find_topic_fresh(name)
     requests = await requests_from_http(request, topic, node.registry, batch=True)
+    partial = _flag(request, "partial")
     try:
-        results = await node.publisher.publish(topic.name, requests, batch=True)
+        if not partial:
+            results = await node.publisher.publish(topic.name, requests, batch=True)
+            return _json(BatchPublishResult(results), 201)
+        results, problems = await node.publisher.publish_partial(topic.name, requests)
     except InvalidRequest as e:
         relocate(e, request)
         raise
-    return _json(BatchPublishResult(results), 201)
+    for problem in problems:
+        relocate(problem, request)
+    rejected = [
+        ErrorDetail(message=p.message, field=p.field, rule=p.rule, index=p.index) for p in problems
+    ]
+    # 201 when something was stored; 200 (processed, nothing created) when none was valid.
+    return _json(BatchPublishResult(results, rejected), 201 if results else 200)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise InvalidRequest(
+            f"query parameter {name!r} is true or false, not {value!r}",
+            field=f"/query/{name}",
+            rule="type",
+        )
+    return value in ("true", "1")
 
 
 async def get_event(request: web.Request) -> web.Response:
@@ -274,13 +297,15 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/v1/topics/{topic}/events/batch",
         publish_batch,
-        "Publish events atomically: all are stored or none. Also takes a CloudEvents batch "
+        "Publish events atomically: all are stored or none (or, with ?partial=true, the "
+        "valid ones, the others listed in rejected). Also takes a CloudEvents batch "
         "(application/cloudevents-batch+json): see docs/schemas.md",
         "events",
         BatchPublishRequest,
         BatchPublishResult,
         201,
         (400, 404, 409, 413, 415, 422),
+        query=BatchQuery,
     ),
     Route(
         "GET",

@@ -53,9 +53,21 @@ class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
 
 
 class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Events to publish atomically: all are stored, or none is."""
+    """Events to publish atomically: all are stored, or none is (unless the request asks for
+    partial acceptance with ``?partial=true``)."""
 
     events: Annotated[list[PublishRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class BatchQuery(msgspec.Struct):
+    """The query of a batch publish.
+
+    Attributes:
+        partial: store the valid events and list each invalid one in ``rejected``, instead
+            of refusing the whole batch (201 when any was stored, else 200).
+    """
+
+    partial: bool = False
 
 
 class PublishResult(msgspec.Struct, omit_defaults=True):
@@ -68,6 +80,7 @@ class PublishResult(msgspec.Struct, omit_defaults=True):
         offset: its offset in that partition (``None`` while scheduled).
         deliver_at: when it may be delivered, for a delayed event.
         duplicate: ``True`` when an earlier publish with the same idempotency key is returned.
+        index: with partial acceptance, the event's position in the batch.
     """
 
     id: str
@@ -76,12 +89,20 @@ class PublishResult(msgspec.Struct, omit_defaults=True):
     offset: int | None = None
     deliver_at: datetime | None = None
     duplicate: bool = False
+    index: int | None = None
 
 
-class BatchPublishResult(msgspec.Struct):
-    """Results in the order of the request's events."""
+class BatchPublishResult(msgspec.Struct, omit_defaults=True):
+    """Results in the order of the request's events.
+
+    Attributes:
+        results: the stored events; with partial acceptance, each names its ``index``.
+        rejected: with partial acceptance, one error per invalid event (with its
+            ``index``); nothing else is ever partly stored.
+    """
 
     results: list[PublishResult]
+    rejected: list[ErrorDetail] = []
 
 
 class SubscriptionStats(msgspec.Struct):

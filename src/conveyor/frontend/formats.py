@@ -29,20 +29,19 @@ import enum
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import msgspec
 from aiohttp import hdrs, web
 
 from conveyor.api.errors import from_msgspec
 from conveyor.api.schemas import MAX_BATCH_EVENTS, BatchPublishRequest, PublishRequest
-from conveyor.errors import InvalidRequest, NotFound
+from conveyor.errors import InvalidRequest
 from conveyor.frontend import cloudevents
-from conveyor.frontend._decoding import decode
-from conveyor.frontend.registry.registry import Schema, SchemaRegistry
-from conveyor.model import SchemaSettings, SchemaType, Topic
+from conveyor.frontend._decoding import Place, WriterSchemas, decoded
+from conveyor.frontend.registry.registry import SchemaRegistry
+from conveyor.model import SchemaType, Topic
 
 __all__ = [
     "AVRO_TYPES",
@@ -119,30 +118,14 @@ _CLOUDEVENTS = msgspec.json.Decoder(
     ]
 )
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_CONVEYOR_SCHEMA = re.compile(
-    r"/v1/(?:subjects/(?P<subject>[^/]+)/versions/(?P<version>[0-9]+)|schemas/(?P<id>[0-9]+))",
-    re.ASCII,
-)
+
+_HEADERS = Place("/content-type", "/conveyor-schema-version", "/conveyor-schema-id", "/payload")
+_CE_HEADERS = Place("/content-type", "/ce-dataschema", "/ce-dataschema", "/payload")
 
 
-@dataclass(frozen=True, slots=True)
-class _Place:
-    """Where one event's parts are in its request, for errors: JSON pointers or headers."""
-
-    media: str
-    version: str
-    schema_id: str
-    payload: str
-    index: int | None = None
-
-
-_HEADERS = _Place("/content-type", "/conveyor-schema-version", "/conveyor-schema-id", "/payload")
-_CE_HEADERS = _Place("/content-type", "/ce-dataschema", "/ce-dataschema", "/payload")
-
-
-def _structured(index: int | None) -> _Place:
+def _structured(index: int | None) -> Place:
     prefix = "" if index is None else f"/{index}"
-    return _Place(
+    return Place(
         f"{prefix}/datacontenttype",
         f"{prefix}/dataschema",
         f"{prefix}/dataschema",
@@ -295,8 +278,7 @@ class _Reader:
     """Reads the events of one request to one topic."""
 
     def __init__(self, topic: Topic, registry: SchemaRegistry) -> None:
-        self._topic = topic
-        self._registry = registry
+        self._writers = WriterSchemas(topic, registry)
 
     async def binary(
         self, headers: Mapping[str, str], body: bytes, kind: SchemaType
@@ -304,7 +286,7 @@ class _Reader:
         """One event of Avro or Protobuf data, its metadata in headers."""
         version = _int_header(headers, SCHEMA_VERSION_HEADER)
         schema_id = _int_header(headers, SCHEMA_ID_HEADER)
-        schema = await self._writer(kind, version, schema_id, _HEADERS)
+        schema = await self._writers.schema(kind, version, schema_id, _HEADERS)
         fields: dict[str, object] = {
             "key": _percent_decoded(headers, KEY_HEADER),
             "delay": headers.get(DELAY_HEADER),
@@ -314,7 +296,7 @@ class _Reader:
             "attributes": _attribute_headers(headers),
         }
         format_ = Format.AVRO if kind is SchemaType.AVRO else Format.PROTOBUF
-        return _request(_decoded(schema, body, _HEADERS), schema.version, fields, format_, None)
+        return _request(decoded(schema, body, _HEADERS), schema.version, fields, format_, None)
 
     async def cloudevent_batch(self, body: bytes) -> list[PublishRequest]:
         """A CloudEvents batch: every event is read, and all their problems reported."""
@@ -351,11 +333,11 @@ class _Reader:
         data: cloudevents.Data,
         content_type: str | None,
         format_: Format,
-        place: _Place,
+        place: Place,
     ) -> PublishRequest:
         """One CloudEvent: its data as JSON, its attributes ``ce-*``, its Conveyor
         extensions as the event's delay, time and priority."""
-        version = await self._dataschema_version(attributes.get("ce-dataschema"), place)
+        version = await self._writers.dataschema_version(attributes.get("ce-dataschema"), place)
         payload, version = await self._payload(data, content_type, version, place)
         fields: dict[str, object] = {
             "key": attributes.get("ce-partitionkey"),
@@ -368,7 +350,7 @@ class _Reader:
         return _request(payload, version, fields, format_, place.index)
 
     async def _payload(
-        self, data: cloudevents.Data, content_type: str | None, version: int | None, place: _Place
+        self, data: cloudevents.Data, content_type: str | None, version: int | None, place: Place
     ) -> tuple[msgspec.Raw, int | None]:
         if data is None:
             return msgspec.Raw(b"null"), version
@@ -377,8 +359,8 @@ class _Reader:
         media = _media_type(content_type)
         kind = _SCHEMA_TYPE.get(media or "")
         if kind is not None:
-            schema = await self._writer(kind, version, None, place)
-            return _decoded(schema, data, place), schema.version
+            schema = await self._writers.schema(kind, version, None, place)
+            return decoded(schema, data, place), schema.version
         if not cloudevents.is_json_media_type(media):
             raise InvalidRequest(
                 f"data of type {media!r} cannot be published: payloads are JSON, or Avro or "
@@ -398,109 +380,6 @@ class _Reader:
                 index=place.index,
             ) from e
         return msgspec.Raw(data), version
-
-    async def _dataschema_version(self, dataschema: str | None, place: _Place) -> int | None:
-        """The version a ``dataschema`` naming a version of this node's registry stands for
-        (``…/v1/subjects/<subject>/versions/<n>`` or ``…/v1/schemas/<id>``); other URIs
-        only describe the data."""
-        settings = self._topic.schema_settings
-        if settings is None or dataschema is None:
-            return None
-        found = _CONVEYOR_SCHEMA.search(urlsplit(dataschema).path)
-        if found is None or not urlsplit(dataschema).path.endswith(found.group(0)):
-            return None
-        if found.group("id") is not None:
-            return await self._version_of_id(settings, int(found.group("id")), place.version)
-        subject = unquote(found.group("subject"))
-        if subject != settings.subject:
-            raise InvalidRequest(
-                f"dataschema names subject {subject!r}; topic {self._topic.name!r} takes "
-                f"versions of {settings.subject!r}",
-                field=place.version,
-                rule="subject",
-                index=place.index,
-            )
-        return int(found.group("version"))
-
-    async def _writer(
-        self, kind: SchemaType, version: int | None, schema_id: int | None, place: _Place
-    ) -> Schema:
-        """The registry version binary data was written with."""
-        settings = self._topic.schema_settings
-        if settings is None:
-            raise InvalidRequest(
-                f"topic {self._topic.name!r} is bound to no registry subject, so it cannot "
-                f"read {kind.value} data (bind it with schema_settings, or publish JSON)",
-                field=place.media,
-                rule="media_type",
-                status=415,
-                index=place.index,
-            )
-        field = place.version
-        if schema_id is not None:
-            if version is not None:
-                raise InvalidRequest(
-                    "give a schema version or a schema id, not both",
-                    field=place.schema_id,
-                    rule="exclusive",
-                    index=place.index,
-                )
-            version = await self._version_of_id(settings, schema_id, place.schema_id)
-            field = place.schema_id
-        schema = await self._version(settings, version, field, place.index)
-        if schema.type is not kind:
-            raise InvalidRequest(
-                f"topic {self._topic.name!r} takes {schema.type.value} data (subject "
-                f"{settings.subject!r}), not {kind.value}",
-                field=place.media,
-                rule="media_type",
-                status=415,
-                index=place.index,
-            )
-        return schema
-
-    async def _version_of_id(self, settings: SchemaSettings, schema_id: int, field: str) -> int:
-        try:
-            schema = await self._registry.by_id(schema_id)
-        except NotFound as e:
-            raise InvalidRequest(e.message, field=field, rule="exists") from e
-        if schema.stored.subject != settings.subject:
-            raise InvalidRequest(
-                f"schema {schema_id} is a version of subject {schema.stored.subject!r}; topic "
-                f"{self._topic.name!r} takes versions of {settings.subject!r}",
-                field=field,
-                rule="subject",
-            )
-        return schema.version
-
-    async def _version(
-        self, settings: SchemaSettings, wanted: int | None, field: str, index: int | None
-    ) -> Schema:
-        """As the publish path picks it (PublishService._schemas): the version asked for, in
-        the topic's range, else the newest the topic admits."""
-        first, last = settings.first_version, settings.last_version
-        if wanted is not None and (wanted < first or (last is not None and wanted > last)):
-            upper = "latest" if last is None else str(last)
-            raise InvalidRequest(
-                f"topic {self._topic.name!r} accepts versions {first}..{upper} of subject "
-                f"{settings.subject!r}, not {wanted}",
-                field=field,
-                rule="range",
-                index=index,
-            )
-        try:
-            schema = await self._registry.version(settings.subject, wanted or last)
-        except NotFound as e:
-            raise InvalidRequest(e.message, field=field, rule="exists", index=index) from e
-        if schema.version < first:
-            raise InvalidRequest(
-                f"subject {settings.subject!r} has no version in topic {self._topic.name!r}'s "
-                f"range yet (newest: {schema.version})",
-                field=field,
-                rule="range",
-                index=index,
-            )
-        return schema
 
 
 def _request(
@@ -587,27 +466,6 @@ def _attribute_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
             value = _percent_decoded(headers, header)
             attributes[name.removeprefix(ATTRIBUTE_HEADER_PREFIX)] = value or ""
     return attributes or None
-
-
-# -- decoding -------------------------------------------------------------------------------
-def _decoded(schema: Schema, data: bytes, place: _Place) -> msgspec.Raw:
-    """Binary data as the JSON the publish path validates against ``schema``.
-
-    Raises:
-        InvalidRequest: 400, rule ``decode``, with the schema's id and version.
-    """
-    try:
-        return decode(schema, data)
-    except ValueError as e:
-        error = InvalidRequest(
-            f"the data is not {schema.type.value} of schema {schema.id} (version "
-            f"{schema.version} of subject {schema.stored.subject!r}): {e}",
-            field=place.payload,
-            rule="decode",
-            index=place.index,
-        )
-        error.schema_id, error.schema_version = schema.id, schema.version
-        raise error from e
 
 
 # -- relocating the publish path's fields ----------------------------------------------------

@@ -103,19 +103,48 @@ class PublishService:
             Conflict: an idempotency key was reused with another event; nothing was stored.
             StoreUnavailable: the store could not commit; nothing was acknowledged.
         """
+        results, _ = await self._publish(topic_name, requests, batch=batch, partial=False)
+        return results
+
+    async def publish_partial(
+        self, topic_name: str, requests: Sequence[PublishRequest]
+    ) -> tuple[list[PublishResult], list[InvalidRequest]]:
+        """Store a batch's valid events and report the invalid ones (partial acceptance).
+
+        Returns:
+            The stored events' acknowledgements (each with its ``index`` in the batch), and
+            one error per invalid event (with its ``index``).
+
+        Raises:
+            NotFound, Conflict, StoreUnavailable: as :meth:`publish`; and InvalidRequest for
+                a schema version the topic does not admit.
+        """
+        return await self._publish(topic_name, requests, batch=True, partial=True)
+
+    async def _publish(
+        self, topic_name: str, requests: Sequence[PublishRequest], *, batch: bool, partial: bool
+    ) -> tuple[list[PublishResult], list[InvalidRequest]]:
         topic = self._catalog.find_topic(topic_name) or await self._catalog.find_topic_fresh(
             topic_name
         )
         now_ms = to_ms(self._clock.now())
         schemas = await self._schemas(topic, requests, batch)
-        events = self._check_all(topic, requests, now_ms, batch, schemas)
+        events, indices, problems = self._check_all(topic, requests, now_ms, batch, schemas)
+        if problems and not partial:
+            raise self._refusal(problems, len(requests), batch)
+        if not events:
+            return [], problems
         result = await self._store.publish(topic, events, now_ms, self._dedup_ms)
         if result.appended:
             self._on_append(result.appended)
         if result.timers:
             self._on_timers(result.timers)
         self._metrics.published.labels(topic.name).inc(len(result.appended) + len(result.timers))
-        return [self._ack(s) for s in result.stored]
+        acks = [self._ack(s) for s in result.stored]
+        if partial:
+            for ack, index in zip(acks, indices, strict=True):
+                ack.index = index
+        return acks, problems
 
     @staticmethod
     def _ack(stored: Stored) -> PublishResult:
@@ -179,9 +208,11 @@ class PublishService:
         now_ms: int,
         batch: bool,
         schemas: dict[int | None, Schema],
-    ) -> list[NewEvent]:
+    ) -> tuple[list[NewEvent], list[int], list[InvalidRequest]]:
+        """The valid events (with their indices in the request) and the problems found."""
         plain = self._catalog.validator(topic.name)
         events: list[NewEvent] = []
+        indices: list[int] = []
         problems: list[InvalidRequest] = []
         for index, req in enumerate(requests):
             schema = schemas.get(req.schema_version) if schemas else None
@@ -196,34 +227,39 @@ class PublishService:
             if schema is not None:
                 event.schema_id = schema.id
             events.append(event)
+            indices.append(index)
         if problems:
             self._metrics.publish_rejected.labels(problems[0].rule or "invalid").inc()
-            first = problems[0]
-            if not batch:
-                raise first
-            message = (
-                f"{len(problems)} of {len(requests)} events are invalid; none was stored. "
-                f"First: {first.message}"
-            )
-            if isinstance(first, SchemaViolation):
-                error = SchemaViolation(
-                    message,
-                    field=first.field or "",
-                    rule=first.rule or "",
-                    index=first.index,
-                    errors=problems,
-                )
-                error.schema_id, error.schema_version = first.schema_id, first.schema_version
-                raise error
-            raise InvalidRequest(
+        return events, indices, problems
+
+    @staticmethod
+    def _refusal(problems: list[InvalidRequest], count: int, batch: bool) -> InvalidRequest:
+        """The error refusing a whole request for its invalid events."""
+        first = problems[0]
+        if not batch:
+            return first
+        message = (
+            f"{len(problems)} of {count} events are invalid; none was stored. "
+            f"First: {first.message}"
+        )
+        if isinstance(first, SchemaViolation):
+            error = SchemaViolation(
                 message,
-                field=first.field,
-                rule=first.rule,
-                status=first.status,
+                field=first.field or "",
+                rule=first.rule or "",
                 index=first.index,
                 errors=problems,
             )
-        return events
+            error.schema_id, error.schema_version = first.schema_id, first.schema_version
+            return error
+        return InvalidRequest(
+            message,
+            field=first.field,
+            rule=first.rule,
+            status=first.status,
+            index=first.index,
+            errors=problems,
+        )
 
     def _check(
         self,
