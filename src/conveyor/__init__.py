@@ -17,6 +17,7 @@ from conveyor.errors import (
     Conflict,
     ConveyorError,
     DeliveryError,
+    IncompatibleSchema,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -26,23 +27,43 @@ from conveyor.errors import (
     SubscriberTimeout,
 )
 from conveyor.execution import EventContext, Fatal, Lambda, Retry, Worker
-from conveyor.model import DeliveryState, RetryPolicy, Subscription, Topic
+from conveyor.frontend.registry.modes import Compatibility
+from conveyor.model import (
+    Control,
+    DeliveryFormat,
+    DeliveryState,
+    Priority,
+    RateLimit,
+    RetryPolicy,
+    SchemaSettings,
+    SchemaType,
+    Subscription,
+    Topic,
+)
 
 __all__ = [
     "AsyncClient",
     "Client",
+    "Compatibility",
     "Conflict",
+    "Control",
     "ConveyorError",
     "DeliveryError",
+    "DeliveryFormat",
     "DeliveryState",
     "EventContext",
     "Fatal",
+    "IncompatibleSchema",
     "InvalidRequest",
     "Lambda",
     "NotFound",
+    "Priority",
+    "RateLimit",
     "RateLimited",
     "Retry",
     "RetryPolicy",
+    "SchemaSettings",
+    "SchemaType",
     "SchemaViolation",
     "StoreUnavailable",
     "SubscriberRejected",

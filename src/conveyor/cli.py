@@ -24,7 +24,7 @@ from rich.table import Table
 from conveyor._cli_dlq import dlq_app
 from conveyor._cli_schema import schema_app
 from conveyor.errors import ConveyorError, InvalidRequest
-from conveyor.model import Priority, RetryPolicy, SchemaSettings, Subscription
+from conveyor.model import DeliveryFormat, Priority, RetryPolicy, SchemaSettings, Subscription
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
 
 if TYPE_CHECKING:
@@ -293,6 +293,13 @@ def subscription_create(
     dead_letter_topic: Annotated[
         str | None, typer.Option(help="Topic receiving dead events.")
     ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="What the lambda receives: json, avro or protobuf.")
+    ] = "json",
+    cloudevents: Annotated[bool, typer.Option(help="Wrap each event in a CloudEvent.")] = False,
+    schema_version: Annotated[
+        int | None, typer.Option(help="Deliver in this version of the topic's subject.")
+    ] = None,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
@@ -305,7 +312,11 @@ def subscription_create(
             multiplier=multiplier,
             max_retry_duration=parse_duration(max_retry_duration) if max_retry_duration else None,
         )
-    except ValueError as e:
+        fmt = msgspec.convert(
+            {"encoding": encoding, "cloudevents": cloudevents, "schema_version": schema_version},
+            DeliveryFormat,
+        )
+    except (ValueError, msgspec.ValidationError) as e:
         raise typer.BadParameter(str(e)) from e
     with _session(server) as client:
         info = client.create_subscription(
@@ -320,6 +331,7 @@ def subscription_create(
             push_timeout=parse_duration(push_timeout),
             retry=retry,
             dead_letter_topic=dead_letter_topic,
+            format=fmt,
         )
     if as_json:
         _print_json(info)

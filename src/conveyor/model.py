@@ -183,9 +183,7 @@ class DeliveryFormat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def as_stored(self) -> bool:
         """Whether events go out as they are stored (plain JSON, the writer's version)."""
-        return (
-            self.encoding == "json" and not self.cloudevents and self.schema_version is None
-        )
+        return self.encoding == "json" and not self.cloudevents and self.schema_version is None
 
 
 class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

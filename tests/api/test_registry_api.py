@@ -26,7 +26,7 @@ ORDER_V1 = {
 }
 ORDER_V2 = {  # adds a field with a default: BACKWARD compatible
     **ORDER_V1,
-    "fields": [*ORDER_V1["fields"], {"name": "note", "type": "string", "default": ""}],  # type: ignore[list-item]
+    "fields": [*ORDER_V1["fields"], {"name": "note", "type": "string", "default": ""}],
 }
 ORDER_BAD = {  # changes a type: not compatible
     **ORDER_V1,

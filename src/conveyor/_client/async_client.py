@@ -44,6 +44,7 @@ from conveyor.model import (
     DEFAULT_PARTITIONS,
     DEFAULT_RETENTION_SECONDS,
     Control,
+    DeliveryFormat,
     Priority,
     RateLimit,
     RetryPolicy,
@@ -211,6 +212,7 @@ class AsyncClient(AsyncResource):
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
         control: Control | None = None,
+        format: DeliveryFormat | None = None,  # the wire's name
     ) -> SubscriptionInfo:
         """Subscribe a lambda to a topic; see :class:`~conveyor.model.Subscription`.
 
@@ -228,6 +230,8 @@ class AsyncClient(AsyncResource):
             dead_letter_topic: a topic that receives the events that went dead.
             control: the initial run-time gates (paused, rate limit); kept by later
                 replacements of the subscription.
+            format: what the lambda receives (encoding, CloudEvents, reader schema
+                version); plain JSON as stored when ``None``.
 
         Raises:
             NotFound: the topic (or dead-letter topic) does not exist.
@@ -250,6 +254,7 @@ class AsyncClient(AsyncResource):
             retry=retry if retry is not None else RetryPolicy(),
             dead_letter_topic=dead_letter_topic,
             control=control if control is not None else Control(),
+            format=format if format is not None else DeliveryFormat(),
         )
         answer = await self._http.request("POST", ["subscriptions"], subscription)
         return self._http.decode(answer, _SUBSCRIPTION)

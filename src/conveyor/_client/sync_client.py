@@ -32,6 +32,7 @@ from conveyor.model import (
     DEFAULT_PARTITIONS,
     DEFAULT_RETENTION_SECONDS,
     Control,
+    DeliveryFormat,
     Priority,
     RetryPolicy,
     SchemaSettings,
@@ -164,6 +165,7 @@ class Client:
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
         control: Control | None = None,
+        format: DeliveryFormat | None = None,  # the wire's name
     ) -> SubscriptionInfo:
         """See :meth:`AsyncClient.create_subscription`."""
         return self._run(
@@ -180,6 +182,7 @@ class Client:
                 retry=retry,
                 dead_letter_topic=dead_letter_topic,
                 control=control,
+                format=format,
             )
         )
 

@@ -27,6 +27,7 @@ from conveyor.api.schemas import (
     PublishResult,
     SubscriptionInfo,
 )
+from conveyor.delivery.transcode import check_format
 from conveyor.errors import Conflict, InvalidRequest, NotFound
 from conveyor.frontend.formats import relocate, requests_from_http
 from conveyor.model import Subscription, Topic
@@ -112,6 +113,7 @@ async def get_topic(request: web.Request) -> web.Response:
 async def create_subscription(request: web.Request) -> web.Response:
     node = request.app[NODE]
     sub = await _body(request, Subscription)
+    await check_format(node.registry, node.catalog.find_topic(sub.topic), sub.format)
     existing = node.catalog.subscriptions()
     current = next((s for s in existing if s.name == sub.name), None)
     if current is not None:
@@ -126,6 +128,7 @@ async def put_subscription(request: web.Request) -> web.Response:
     node = request.app[NODE]
     sub = await _body(request, Subscription)
     _same_name(request.match_info["name"], sub.name)
+    await check_format(node.registry, node.catalog.find_topic(sub.topic), sub.format)
     created = await node.catalog.put_subscription(sub)
     return _json(await node.status.subscription(sub.name), 201 if created else 200)
 

@@ -3,6 +3,10 @@
 Every push ends in per-event outcomes, never in an exception: an answer of 200 carries the
 results; 429/503 with ``Retry-After`` is a throttle (no attempt counted); any other status, a
 timeout or a broken connection is ``retry`` for every event of the batch.
+
+A subscription whose format asks for it has its events transcoded first (see
+:mod:`conveyor.delivery.transcode`); an event that cannot be encoded is left out of the push
+and gets its own result (``fatal``, or ``retry`` when the registry could not be read).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from conveyor.delivery.protocol import (
     push_request_encoder,
     push_response_decoder,
 )
+from conveyor.delivery.transcode import Transcoder, Unencodable
 from conveyor.model import Event, Outcome
 
 MAX_ERROR_LENGTH = 2000
@@ -72,16 +77,28 @@ def _all(events: Sequence[Event], error: str) -> list[Result]:
     return [result] * len(events)
 
 
+def _unencodable(problem: Unencodable) -> Result:
+    outcome = Outcome.RETRY if problem.retry else Outcome.FATAL
+    return Result(outcome, None, problem.error[:MAX_ERROR_LENGTH])
+
+
+# A placeholder, replaced by the lambda's result before the outcome is returned.
+_PENDING = Result(Outcome.RETRY)
+
+
 class Pusher(AsyncResource):
     """Pushes batches; owns the pooled HTTP connections.
 
     Args:
         max_connections: open connections at most, over all endpoints.
+        transcoder: puts events in their subscription's delivery format; without one,
+            every event goes as stored.
     """
 
-    def __init__(self, *, max_connections: int = 256) -> None:
+    def __init__(self, *, max_connections: int = 256, transcoder: Transcoder | None = None) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._transcoder = transcoder
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -108,6 +125,14 @@ class Pusher(AsyncResource):
         push_timeout: float,
     ) -> PushOutcome:
         """Push ``events`` to ``endpoint`` and return every event's outcome."""
+        transcoder = self._transcoder
+        fmt = None if transcoder is None else transcoder.format_for(subscription)
+        if fmt is not None and transcoder is not None:
+            prepared = await transcoder.prepare(fmt, events, attempts)
+            return await self._push_prepared(
+                endpoint, subscription, prepared, events, push_timeout=push_timeout
+            )
+        # The events as stored: the hot path, with no per-event work beyond the wire form.
         body = push_request_encoder.encode(
             PushRequest(
                 subscription,
@@ -128,6 +153,43 @@ class Pusher(AsyncResource):
                 ],
             )
         )
+        return await self._post(endpoint, subscription, body, events, push_timeout)
+
+    async def _push_prepared(
+        self,
+        endpoint: EndpointState,
+        subscription: str,
+        prepared: list[PushEvent | Unencodable],
+        events: Sequence[Event],
+        *,
+        push_timeout: float,
+    ) -> PushOutcome:
+        sent = [(i, p) for i, p in enumerate(prepared) if isinstance(p, PushEvent)]
+        if len(sent) == len(events):
+            body = push_request_encoder.encode(PushRequest(subscription, [p for _, p in sent]))
+            return await self._post(endpoint, subscription, body, events, push_timeout)
+        results = [_unencodable(p) if isinstance(p, Unencodable) else _PENDING for p in prepared]
+        if not sent:
+            return PushOutcome(results)
+        body = push_request_encoder.encode(PushRequest(subscription, [p for _, p in sent]))
+        outcome = await self._post(
+            endpoint, subscription, body, [events[i] for i, _ in sent], push_timeout
+        )
+        if outcome.throttle is not None:
+            return outcome  # the whole batch waits, unencodable events included
+        for (i, _), result in zip(sent, outcome.results, strict=True):
+            results[i] = result
+        outcome.results = results
+        return outcome
+
+    async def _post(
+        self,
+        endpoint: EndpointState,
+        subscription: str,
+        body: bytes,
+        events: Sequence[Event],
+        push_timeout: float,
+    ) -> PushOutcome:
         headers = {**_HEADERS, SUBSCRIPTION_HEADER: subscription}
         try:
             async with self._client().post(

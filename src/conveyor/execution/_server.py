@@ -30,6 +30,7 @@ from conveyor.api.schemas import EndpointRegistration, ErrorBody, ErrorResponse
 from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.protocol import PUSH_PATH, push_request_decoder
 from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
+from conveyor.execution._schemas import SchemaCache
 from conveyor.execution.app import Lambda
 
 logger = logging.getLogger("conveyor.execution.worker")
@@ -150,6 +151,7 @@ class Worker(AsyncResource):
         self._stack: AsyncExitStack | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._registrar: Registrar | None = None
+        self._schemas: SchemaCache | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._draining = False
         self._drain_lock = asyncio.Lock()
@@ -202,7 +204,7 @@ class Worker(AsyncResource):
         if self._stack is not None or self._port is not None:
             raise RuntimeError("a Worker can be started once")
         async with AsyncExitStack() as stack:
-            # Unwound in reverse: session, server, thread pool, then the task group.
+            # Unwound in reverse: session, server, schema cache, thread pool, then the task group.
             tasks = asyncio.TaskGroup()
             await tasks.__aenter__()
             # Exited without the unwinding exception, which a TaskGroup would wrap in an
@@ -212,6 +214,7 @@ class Worker(AsyncResource):
                 self._concurrency, thread_name_prefix=f"conveyor-{self.app.name}"
             )
             stack.callback(self._executor.shutdown, wait=False, cancel_futures=True)
+            self._schemas = await stack.enter_async_context(SchemaCache(self.server))
             await self._serve(stack)
             if self._register:
                 await self._start_registration(stack, tasks)
@@ -306,7 +309,10 @@ class Worker(AsyncResource):
                 push = push_request_decoder.decode(await request.read())
             except msgspec.DecodeError as e:
                 return _error(400, "invalid_request", f"not a push request: {e}")
-            response = await self.app.run_batch(push, limiter=self._gate, executor=self._executor)
+            schemas = None if self._schemas is None else self._schemas.decoder
+            response = await self.app.run_batch(
+                push, limiter=self._gate, executor=self._executor, schemas=schemas
+            )
             return web.Response(body=_encoder.encode(response), content_type="application/json")
         finally:
             self._pushes -= 1

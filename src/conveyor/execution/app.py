@@ -21,16 +21,17 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
-from typing import TypeAlias, TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 import msgspec
 
 from conveyor.delivery.protocol import PushEvent, PushRequest, PushResponse, PushResult
 from conveyor.execution._handler import Handler, HandlerFunc, build_handler
-from conveyor.execution._payload import PayloadError
+from conveyor.execution._payload import PayloadError, SchemaLookup, decode_push
+from conveyor.execution._schemas import SchemaFetchError
 from conveyor.execution.context import EventContext
 from conveyor.execution.results import Fatal, Retry
-from conveyor.model import Outcome, RetryPolicy, Subscription, is_valid_name
+from conveyor.model import DeliveryFormat, Outcome, RetryPolicy, Subscription, is_valid_name
 from conveyor.settings import DEFAULT_URL
 
 logger = logging.getLogger("conveyor.execution")
@@ -84,6 +85,9 @@ class Lambda:
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
+        encoding: Literal["json", "avro", "protobuf"] = "json",
+        cloudevents: bool = False,
+        schema_version: int | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of a subscription to ``topic``.
 
@@ -104,6 +108,14 @@ class Lambda:
             push_timeout: seconds the platform waits for a push's answer.
             retry: the retry policy (the platform's default when ``None``).
             dead_letter_topic: where dead events are published, if anywhere.
+            encoding: how the platform encodes the events for this handler: ``json`` (as
+                stored), ``avro`` or ``protobuf`` (binary, for a topic bound to a registry
+                subject of that type); the payload is decoded into the declared type either
+                way (``bytes`` receives the data undecoded).
+            cloudevents: deliver each event as a CloudEvent; its attributes are in
+                :attr:`EventContext.cloudevent`.
+            schema_version: the version of the topic's subject to receive events in (Avro
+                resolution, or Protobuf's unknown fields dropped); ``None``: each event's own.
 
         Returns:
             A decorator that registers the function and returns it unchanged.
@@ -132,6 +144,7 @@ class Lambda:
                     push_timeout=push_timeout,
                     retry=retry or RetryPolicy(),
                     dead_letter_topic=dead_letter_topic,
+                    format=DeliveryFormat(encoding, cloudevents, schema_version),
                 )
             )
             self._handlers[name] = build_handler(func, spec)
@@ -149,6 +162,7 @@ class Lambda:
         *,
         limiter: Limiter | None = None,
         executor: Executor | None = None,
+        schemas: SchemaLookup | None = None,
     ) -> PushResponse:
         """Run every event of a push through its subscription's handler, concurrently.
 
@@ -159,6 +173,9 @@ class Lambda:
             limiter: held around each handler call (the worker's concurrency limit);
                 ``None`` runs every event at once.
             executor: the thread pool for sync handlers; ``None`` uses the loop's default.
+            schemas: finds the registry schemas of binary data (the worker's cache of the
+                platform's); ``None``: binary data decodes only into ``bytes`` or a Protobuf
+                message class.
 
         Returns:
             One result per event, in the request's order.
@@ -171,29 +188,58 @@ class Lambda:
             return PushResponse(
                 [PushResult(e.id, Outcome.RETRY, error=error) for e in request.events]
             )
-        gate = _UNLIMITED if limiter is None else limiter
-        sub = request.subscription
+        run = _Run(handler, request.subscription, _UNLIMITED if limiter is None else limiter)
+        run.executor, run.schemas = executor, schemas
         if len(request.events) == 1:
             # The common case at low rates: no task per event.
-            result = await _run_one(handler, request.events[0], sub, gate, executor)
-            return PushResponse([result])
-        results = await asyncio.gather(
-            *(_run_one(handler, e, sub, gate, executor) for e in request.events)
-        )
+            return PushResponse([await _run_one(run, request.events[0])])
+        results = await asyncio.gather(*(_run_one(run, e) for e in request.events))
         return PushResponse(list(results))
 
 
-async def _run_one(
-    handler: Handler, event: PushEvent, sub: str, gate: Limiter, executor: Executor | None
-) -> PushResult:
+class _Run:
+    """What every event of one push is run with."""
+
+    __slots__ = ("executor", "gate", "handler", "schemas", "sub")
+
+    def __init__(self, handler: Handler, sub: str, gate: Limiter) -> None:
+        self.handler = handler
+        self.sub = sub
+        self.gate = gate
+        self.executor: Executor | None = None
+        self.schemas: SchemaLookup | None = None
+
+
+async def _decode_other(run: _Run, event: PushEvent) -> tuple[object, EventContext | None]:
+    """The payload and (when the handler takes it) the context of an event that is not plain
+    JSON; raises ``PayloadError`` or ``SchemaFetchError``."""
+    handler = run.handler
+    delivered = await decode_push(handler.decode, event, run.schemas)
+    if not handler.wants_context:
+        return delivered.payload, None
+    context = EventContext.from_push(
+        event, run.sub, content_type=delivered.content_type, cloudevent=delivered.cloudevent
+    )
+    return delivered.payload, context
+
+
+async def _run_one(run: _Run, event: PushEvent) -> PushResult:
     # Invariant: returns a result for every exception a handler raises (never raises itself),
     # so one event's failure cannot cancel its batch-mates in the gather.
+    handler, sub = run.handler, run.sub
     try:
-        payload = handler.decode(event.payload)
+        if event.content_type is None:  # JSON: the common case, decoded without a detour
+            payload = handler.decode.json(event.payload)
+            context = EventContext.from_push(event, sub) if handler.wants_context else None
+        else:
+            payload, context = await _decode_other(run, event)
     except PayloadError as e:
         # Decoding is deterministic: a retry would fail the same way.
         return PushResult(event.id, Outcome.FATAL, error=_truncate(str(e)))
-    context = EventContext.from_push(event, sub) if handler.wants_context else None
+    except SchemaFetchError as e:
+        outcome = Outcome.RETRY if e.retry else Outcome.FATAL
+        return PushResult(event.id, outcome, error=_truncate(str(e)))
+    gate, executor = run.gate, run.executor
     try:
         async with gate:
             await handler.call(payload, context, executor)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from conveyor.delivery.protocol import PushEvent
+from conveyor.delivery.protocol import JSON_CONTENT_TYPE, PushEvent
 
 
 class EventContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +26,15 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True):
         published_at: when the publish was acknowledged (UTC).
         deliver_at: the scheduled time of a delayed event (UTC), else ``None``.
         subscription: the subscription that pushed the event.
+        content_type: the data's content type: ``application/json``,
+            ``application/vnd.apache.avro`` or ``application/x-protobuf`` (for a CloudEvent,
+            its ``datacontenttype``).
+        schema_id: the registry schema the data follows (the reader version's, when the
+            subscription asks for one), or ``None``.
+        schema_version: that schema's version in its subject, or ``None``.
+        cloudevent: the CloudEvent's attributes (``specversion``, ``id``, ``source``,
+            ``type``, ``time``, ``subject``, ``datacontenttype``, ``dataschema`` and the
+            extensions) when the subscription delivers CloudEvents, else ``None``.
     """
 
     id: str
@@ -38,14 +47,28 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True):
     published_at: datetime
     deliver_at: datetime | None
     subscription: str
+    content_type: str = JSON_CONTENT_TYPE
+    schema_id: int | None = None
+    schema_version: int | None = None
+    cloudevent: dict[str, str] | None = None
 
     @classmethod
-    def from_push(cls, event: PushEvent, subscription: str) -> EventContext:
+    def from_push(
+        cls,
+        event: PushEvent,
+        subscription: str,
+        *,
+        content_type: str | None = None,
+        cloudevent: dict[str, str] | None = None,
+    ) -> EventContext:
         """Build the context of one pushed event.
 
         Args:
             event: the event as the platform pushed it.
             subscription: the push's subscription.
+            content_type: the data's content type, when not the push's own (a CloudEvent's
+                ``datacontenttype``); ``None``: the push's, or JSON.
+            cloudevent: the CloudEvent's attributes, for an event pushed as one.
 
         Returns:
             The event's context.
@@ -62,6 +85,10 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True):
             published_at=_utc(event.published_ms),
             deliver_at=None if deliver_at is None else _utc(deliver_at),
             subscription=subscription,
+            content_type=content_type or event.content_type or JSON_CONTENT_TYPE,
+            schema_id=event.schema_id,
+            schema_version=event.schema_version,
+            cloudevent=cloudevent,
         )
 
 

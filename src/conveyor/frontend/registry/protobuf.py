@@ -278,7 +278,47 @@ def decode(schema: ProtoSchema, data: bytes) -> dict[str, object]:
         except EncodeError as e:
             raise ValueError(f"not a valid {schema.message_name} message: {e}") from e
     result: dict[str, object] = json_format.MessageToDict(decoded, preserving_proto_field_name=True)
+    _clamp_floats(schema.descriptor, result)
     return result
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _clamp_floats(descriptor: Descriptor, value: dict[str, object]) -> None:
+    """Bring float fields written as the shortest float32 repr back into float32's range.
+
+    protobuf's JSON form writes ±FLT_MAX as ±3.4028235e+38, which as a double lies just past
+    FLT_MAX, so its own parser refuses it: without this, ±FLT_MAX would not round-trip.
+    """
+    for field in descriptor.fields:
+        item = value.get(field.name)
+        if item is not None:
+            value[field.name] = _clamp_field(field, item)
+
+
+def _clamp_field(field: FieldDescriptor, item: object) -> object:
+    nested = field.message_type
+    if nested is not None and nested.GetOptions().map_entry and isinstance(item, dict):
+        inner = nested.fields_by_name["value"]
+        return {key: _clamp_value(inner, entry) for key, entry in item.items()}
+    if isinstance(item, list):
+        return [_clamp_value(field, entry) for entry in item]
+    return _clamp_value(field, item)
+
+
+def _clamp_value(field: FieldDescriptor, item: object) -> object:
+    if field.message_type is not None:
+        if isinstance(item, dict):
+            _clamp_floats(field.message_type, item)
+        return item
+    return _clamped(item) if field.type == _F.TYPE_FLOAT else item
+
+
+def _clamped(number: object) -> object:
+    if isinstance(number, float) and FLOAT32_MAX < abs(number) < float("inf"):
+        return FLOAT32_MAX if number > 0 else -FLOAT32_MAX
+    return number
 
 
 def encode(schema: ProtoSchema, value: Mapping[str, object]) -> bytes:
