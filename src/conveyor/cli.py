@@ -55,6 +55,16 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+SigningSecret = Annotated[
+    str | None,
+    typer.Option(
+        "--signing-secret",
+        envvar="CONVEYOR_SIGNING_SECRETS",
+        help="Standard Webhooks secrets (whsec_…), comma-separated: two while rotating.",
+    ),
+]
+
+
 def parse_duration(text: str) -> float:
     """Seconds from ``1.5``, ``250ms``, ``30s``, ``5m``, ``2h`` or ``7d``.
 
@@ -114,6 +124,7 @@ def serve(
     ready_file: Annotated[
         Path | None, typer.Option(help="Write host:port here once serving.")
     ] = None,
+    signing_secret: SigningSecret = None,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -126,6 +137,7 @@ def serve(
         parse_roles(roles)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
+    secrets = _signing_secrets(signing_secret)
     settings = NodeSettings(
         store=store,
         host=host,
@@ -134,6 +146,7 @@ def serve(
         node_id=node_id,
         lease_ttl=lease_ttl,
         ready_file=str(ready_file) if ready_file else None,
+        signing_secrets=tuple(secrets),
     )
     try:
         serve_forever(settings)
@@ -183,6 +196,7 @@ def worker(
     advertise_host: Annotated[
         str | None, typer.Option(help="Host the platform should push to (default: --host).")
     ] = None,
+    signing_secret: SigningSecret = None,
 ) -> None:
     """Serve a lambda's handlers: register with the platform and run pushed events."""
     from conveyor.execution.worker import run_worker
@@ -194,7 +208,19 @@ def worker(
         port=port,
         concurrency=concurrency,
         advertise_host=advertise_host,
+        signing_secrets=_signing_secrets(signing_secret),
     )
+
+
+def _signing_secrets(text: str | None) -> list[str]:
+    if not text:
+        return []
+    from conveyor.delivery.signing import split_secrets
+
+    try:
+        return split_secrets(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--signing-secret") from e
 
 
 # -- topics -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from conveyor.clock import Clock, SystemClock, to_ms
 from conveyor.cluster import DISPATCH, LeaseManager, parse_roles
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
+from conveyor.delivery.signing import Signer
 from conveyor.delivery.transcode import Transcoder
 from conveyor.errors import ConveyorError
 from conveyor.flow.dead_letters import DeadLetters
@@ -85,7 +86,11 @@ class Node(AsyncResource):
         self.catalog = Catalog(self.store)
         self.pool = EndpointPool(self.clock)
         self.registry = SchemaRegistry(self.store, self.clock)
-        self.pusher = Pusher(transcoder=Transcoder(self.registry, self.catalog))
+        self.pusher = Pusher(
+            transcoder=Transcoder(self.registry, self.catalog),
+            signer=Signer(settings.signing_secrets) if settings.signing_secrets else None,
+            clock=self.clock,
+        )
         self.dispatcher = Dispatcher(
             store=self.store,
             pool=self.pool,

@@ -31,6 +31,8 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
         sync_interval: seconds between reads of what other nodes changed (catalog,
             endpoints), in a cluster.
         heads_interval: seconds between reads of partition heads appended by other nodes.
+        signing_secrets: sign every push with these (Standard Webhooks, ``whsec_…``; two
+            while rotating); empty sends pushes unsigned.
     """
 
     store: str = "conveyor.db"
@@ -48,6 +50,7 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     lease_ttl: float = 10.0
     sync_interval: float = 1.0
     heads_interval: float = 0.02
+    signing_secrets: tuple[str, ...] = ()
 
     @property
     def clustered(self) -> bool:

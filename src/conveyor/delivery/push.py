@@ -19,6 +19,7 @@ import aiohttp
 import msgspec
 
 from conveyor._resource import AsyncResource
+from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.endpoints import EndpointState
 from conveyor.delivery.protocol import (
     SUBSCRIPTION_HEADER,
@@ -27,6 +28,7 @@ from conveyor.delivery.protocol import (
     push_request_encoder,
     push_response_decoder,
 )
+from conveyor.delivery.signing import Signer, new_message_id
 from conveyor.delivery.transcode import Transcoder, Unencodable
 from conveyor.model import Event, Outcome
 
@@ -93,12 +95,23 @@ class Pusher(AsyncResource):
         max_connections: open connections at most, over all endpoints.
         transcoder: puts events in their subscription's delivery format; without one,
             every event goes as stored.
+        signer: signs every push (Standard Webhooks headers); without one, pushes go unsigned.
+        clock: the source of each push's signing timestamp.
     """
 
-    def __init__(self, *, max_connections: int = 256, transcoder: Transcoder | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 256,
+        transcoder: Transcoder | None = None,
+        signer: Signer | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._transcoder = transcoder
+        self._signer = signer
+        self._clock: Clock = clock or SystemClock()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -191,6 +204,9 @@ class Pusher(AsyncResource):
         push_timeout: float,
     ) -> PushOutcome:
         headers = {**_HEADERS, SUBSCRIPTION_HEADER: subscription}
+        if self._signer is not None:
+            # Signed as sent: a fresh id and timestamp for every HTTP push, retries included.
+            headers.update(self._signer.headers(new_message_id(), body, int(self._clock.now())))
         try:
             async with self._client().post(
                 endpoint.url,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -29,6 +30,7 @@ from conveyor._resource import AsyncResource
 from conveyor.api.schemas import EndpointRegistration, ErrorBody, ErrorResponse
 from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.protocol import PUSH_PATH, push_request_decoder
+from conveyor.delivery.signing import SignatureError, Verifier
 from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
 from conveyor.execution._schemas import SchemaCache
 from conveyor.execution.app import Lambda
@@ -109,6 +111,8 @@ class Worker(AsyncResource):
         connect_timeout: seconds to keep trying an unreachable platform at start.
         drain_timeout: seconds :meth:`drain` waits for in-flight pushes.
         ttl_seconds: the endpoint registration's time to live.
+        signing_secrets: accept only pushes signed with one of these (``whsec_…``, one or
+            two while rotating); ``None`` accepts unsigned pushes.
 
     Raises:
         ValueError: an argument is out of range.
@@ -128,6 +132,7 @@ class Worker(AsyncResource):
         connect_timeout: float = CONNECT_TIMEOUT,
         drain_timeout: float = DRAIN_TIMEOUT,
         ttl_seconds: float = ENDPOINT_TTL,
+        signing_secrets: Sequence[str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -146,6 +151,7 @@ class Worker(AsyncResource):
         self._drain_timeout = drain_timeout
         self._ttl = ttl_seconds
         self._gate = _Gate(concurrency)
+        self._verifier = None if not signing_secrets else Verifier(signing_secrets)
         self._port: int | None = None
         # Invariant: _stack is not None exactly while the worker holds resources.
         self._stack: AsyncExitStack | None = None
@@ -305,8 +311,15 @@ class Worker(AsyncResource):
             return _error(503, "draining", "the worker is stopping", DRAINING_RETRY_AFTER)
         self._pushes += 1
         try:
+            body = await request.read()
+            if self._verifier is not None:
+                try:
+                    self._verifier.verify(request.headers, body, self._clock.now())
+                except SignatureError as e:
+                    logger.warning("push refused (%s): %s", e.reason, e.message)
+                    return _error(e.status, e.code, e.message)
             try:
-                push = push_request_decoder.decode(await request.read())
+                push = push_request_decoder.decode(body)
             except msgspec.DecodeError as e:
                 return _error(400, "invalid_request", f"not a push request: {e}")
             schemas = None if self._schemas is None else self._schemas.decoder

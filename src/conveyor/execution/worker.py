@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from conveyor.execution._registration import RegistrationError
@@ -78,6 +78,7 @@ def run_worker(
     port: int = 0,
     concurrency: int = DEFAULT_CONCURRENCY,
     advertise_host: str | None = None,
+    signing_secrets: Sequence[str] = (),
 ) -> None:
     """Serve the lambda ``ref`` until SIGTERM or SIGINT, then drain and return.
 
@@ -91,6 +92,8 @@ def run_worker(
         port: the port to listen on (0 picks a free one).
         concurrency: handler calls run at once.
         advertise_host: the host the platform pushes to, when not ``host``.
+        signing_secrets: accept only pushes signed with one of these (Standard Webhooks);
+            empty accepts unsigned pushes.
 
     Raises:
         SystemExit: with status 1 when the app cannot be loaded, the address cannot be bound,
@@ -112,6 +115,7 @@ def run_worker(
                     port=port,
                     concurrency=concurrency,
                     advertise_host=advertise_host,
+                    signing_secrets=signing_secrets,
                 )
             )
         except RegistrationError as e:
@@ -130,6 +134,7 @@ async def _serve(
     port: int,
     concurrency: int,
     advertise_host: str | None,
+    signing_secrets: Sequence[str],
 ) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -152,6 +157,7 @@ async def _serve(
             port=port,
             concurrency=concurrency,
             advertise_host=advertise_host,
+            signing_secrets=signing_secrets or None,
         ) as worker:
             ready = True
             count = len(app.subscriptions())
