@@ -361,6 +361,7 @@ async def test_create_subscription_posts_the_lambda_under_its_wire_name(
         "dead_letter_topic": "orders-dead",
         "control": {"paused": False, "rate_limit": None, "purged_before_ms": None},
         "format": {"encoding": "json", "cloudevents": False, "schema_version": None},
+        "filter": None,
     }
 
 

@@ -172,6 +172,8 @@ class Catalog:
                     field="/dead_letter_topic",
                     rule="exists",
                 )
+        if sub.filter is not None:
+            _check_filter(sub.filter)
         created = await self._store.put_subscription(sub)
         current = self._subs.get(sub.name)
         if not created and current is not None:
@@ -206,3 +208,13 @@ class Catalog:
             await listener(name)
         await self._store.delete_subscription(name)
         self._subs.pop(name, None)
+
+
+def _check_filter(pattern: dict[str, object]) -> None:
+    """Refuse an invalid filter pattern, naming its place under ``/filter``."""
+    from conveyor.delivery.filters import FilterError, compile_filter
+
+    try:
+        compile_filter(pattern)
+    except FilterError as e:
+        raise InvalidRequest(e.message, field="/filter" + (e.field or ""), rule=e.rule) from e

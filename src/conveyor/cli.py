@@ -326,6 +326,10 @@ def subscription_create(
     schema_version: Annotated[
         int | None, typer.Option(help="Deliver in this version of the topic's subject.")
     ] = None,
+    filter_pattern: Annotated[
+        str | None,
+        typer.Option("--filter", help="An EventBridge-style pattern (JSON, or @file.json)."),
+    ] = None,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
@@ -358,6 +362,7 @@ def subscription_create(
             retry=retry,
             dead_letter_topic=dead_letter_topic,
             format=fmt,
+            filter=_pattern(filter_pattern),
         )
     if as_json:
         _print_json(info)
@@ -403,6 +408,23 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
             _gate(s),
         )
     console.print(table)
+
+
+def _pattern(text: str | None) -> dict[str, object] | None:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as e:
+            raise typer.BadParameter(f"cannot read {text[1:]}: {e.strerror}") from e
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise typer.BadParameter(f"--filter is not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--filter must be a JSON object")
+    return value
 
 
 def _gate(sub: Subscription) -> str:

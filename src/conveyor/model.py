@@ -206,6 +206,9 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         dead_letter_topic: a topic that receives events that went dead, or ``None``.
         control: the run-time gates (pause, rate limit, purge); changed only through the
             subscription's control operations, never by replacing its spec.
+        filter: an EventBridge-style pattern over the event's attributes, key and payload
+            (see ``delivery/filters.py``); events that do not match are ``filtered`` and
+            never pushed. ``None`` delivers every event.
         format: the encoding, schema version and envelope its lambda receives (plain JSON
             as stored by default).
     """
@@ -223,6 +226,7 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dead_letter_topic: Name | None = None
     control: Control = Control()
     format: DeliveryFormat = DeliveryFormat()
+    filter: dict[str, JsonValue] | None = None
 
     def __post_init__(self) -> None:
         if self.min_concurrency > self.max_concurrency:

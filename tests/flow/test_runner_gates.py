@@ -28,6 +28,7 @@ from push_double import PushEndpoint, Reply, each
 
 from conveyor.clock import FakeClock, to_ms
 from conveyor.delivery.protocol import PushRequest, PushResult
+from conveyor.errors import InvalidRequest
 from conveyor.model import Outcome, Priority, RateLimit, RetryPolicy
 from conveyor.node import Node
 
@@ -305,3 +306,51 @@ async def test_a_purge_while_paused_drops_the_backlog_before_any_resume(
     await set_control(node, paused=False)
     await until_received(endpoint, 3)
     assert [r.event.id for r in endpoint.received] == later
+
+
+async def test_events_off_the_filter_are_filtered_never_pushed_and_the_filter_changes_live(
+    node: Node, endpoint: PushEndpoint
+) -> None:
+    # Given a subscription that wants EU orders of 100 or more
+    sub = await subscribe(node)
+    pattern: dict[str, object] = {
+        "attributes": {"region": [{"prefix": "eu-"}]},
+        "payload": {"amount": [{"numeric": [">=", 100]}]},
+    }
+    await node.catalog.put_subscription(msgspec.structs.replace(sub, filter=pattern))
+    ids = await publish(
+        node,
+        request({"amount": 150}, attributes={"region": "eu-west"}),
+        request({"amount": 50}, attributes={"region": "eu-west"}),
+        request({"amount": 500}, attributes={"region": "us-east"}),
+        request({"amount": 500}),
+    )
+
+    # Then only the first is pushed; the others read filtered, with no attempt
+    await until_received(endpoint, 1)
+    await until_state(node, ids[0], "succeeded", 1)
+    for event_id in ids[1:]:
+        await until_state(node, event_id, "filtered", 0)
+    await quietly()
+    assert [r.event.id for r in endpoint.received] == ids[:1]
+
+    # And when the filter is removed at run time, the next event goes
+    await node.catalog.put_subscription(msgspec.structs.replace(sub, filter=None))
+    (later,) = await publish(node, request({"amount": 1}))
+    await until_received(endpoint, 2)
+    assert endpoint.received[1].event.id == later
+
+    async def counted() -> bool:
+        return (await node.status.subscription(SUB)).stats.filtered == 3
+
+    await until_async(counted)
+
+
+async def test_an_invalid_filter_is_refused_naming_its_place(node: Node) -> None:
+    sub = await subscribe(node)
+    bad = {"payload": {"amount": [{"numeric": [">", "ten"]}]}}
+    with pytest.raises(InvalidRequest) as refused:
+        await node.catalog.put_subscription(msgspec.structs.replace(sub, filter=bad))
+    assert refused.value.field is not None
+    assert refused.value.field.startswith("/filter/payload/amount")
+    assert node.catalog.subscription(SUB).filter is None

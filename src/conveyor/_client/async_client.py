@@ -213,6 +213,7 @@ class AsyncClient(AsyncResource):
         dead_letter_topic: str | None = None,
         control: Control | None = None,
         format: DeliveryFormat | None = None,  # the wire's name
+        filter: Mapping[str, object] | None = None,  # the wire's name
     ) -> SubscriptionInfo:
         """Subscribe a lambda to a topic; see :class:`~conveyor.model.Subscription`.
 
@@ -232,6 +233,8 @@ class AsyncClient(AsyncResource):
                 replacements of the subscription.
             format: what the lambda receives (encoding, CloudEvents, reader schema
                 version); plain JSON as stored when ``None``.
+            filter: an EventBridge-style pattern; events that do not match are never
+                pushed (docs/flow-control.md).
 
         Raises:
             NotFound: the topic (or dead-letter topic) does not exist.
@@ -255,6 +258,7 @@ class AsyncClient(AsyncResource):
             dead_letter_topic=dead_letter_topic,
             control=control if control is not None else Control(),
             format=format if format is not None else DeliveryFormat(),
+            filter=None if filter is None else dict(filter),
         )
         answer = await self._http.request("POST", ["subscriptions"], subscription)
         return self._http.decode(answer, _SUBSCRIPTION)

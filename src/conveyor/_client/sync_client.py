@@ -166,6 +166,7 @@ class Client:
         dead_letter_topic: str | None = None,
         control: Control | None = None,
         format: DeliveryFormat | None = None,  # the wire's name
+        filter: Mapping[str, object] | None = None,  # the wire's name
     ) -> SubscriptionInfo:
         """See :meth:`AsyncClient.create_subscription`."""
         return self._run(
@@ -183,6 +184,7 @@ class Client:
                 dead_letter_topic=dead_letter_topic,
                 control=control,
                 format=format,
+                filter=filter,
             )
         )
 

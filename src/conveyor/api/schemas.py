@@ -117,6 +117,7 @@ class SubscriptionStats(msgspec.Struct):
             publish, or its deliver_at for a delayed one).
         backlog_by_priority: the backlog of each priority lane.
         dropped: events dropped unpushed (purged backlog and purged dead letters).
+        filtered: events that did not match the subscription's filter (never pushed).
         paused: whether pushes are paused.
         held: events fired ahead of their deliver_at, held in memory until it.
         concurrency: the adaptive concurrency limiter on the answering node.
@@ -129,6 +130,7 @@ class SubscriptionStats(msgspec.Struct):
     oldest_pending_age: float | None = None
     backlog_by_priority: dict[str, int] = msgspec.field(default_factory=dict)
     dropped: int = 0
+    filtered: int = 0
     paused: bool = False
     held: int = 0
     concurrency: ConcurrencyView | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, TypeAlias, TypeVar
@@ -85,6 +85,7 @@ class Lambda:
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
+        filter: Mapping[str, object] | None = None,  # the wire's name
         encoding: Literal["json", "avro", "protobuf"] = "json",
         cloudevents: bool = False,
         schema_version: int | None = None,
@@ -108,6 +109,8 @@ class Lambda:
             push_timeout: seconds the platform waits for a push's answer.
             retry: the retry policy (the platform's default when ``None``).
             dead_letter_topic: where dead events are published, if anywhere.
+            filter: an EventBridge-style pattern; events that do not match are never
+                pushed (see :mod:`conveyor.delivery.filters`).
             encoding: how the platform encodes the events for this handler: ``json`` (as
                 stored), ``avro`` or ``protobuf`` (binary, for a topic bound to a registry
                 subject of that type); the payload is decoded into the declared type either
@@ -144,6 +147,7 @@ class Lambda:
                     push_timeout=push_timeout,
                     retry=retry or RetryPolicy(),
                     dead_letter_topic=dead_letter_topic,
+                    filter=None if filter is None else dict(filter),
                     format=DeliveryFormat(encoding, cloudevents, schema_version),
                 )
             )

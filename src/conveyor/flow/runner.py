@@ -21,13 +21,14 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 
 from conveyor.clock import Clock, TimerHandle, to_ms
 from conveyor.delivery.endpoints import EndpointPool, EndpointState
+from conveyor.delivery.filters import Filter, compile_filter
 from conveyor.delivery.push import Pusher, Result
 from conveyor.flow.lanes import WeightedLanes
 from conveyor.flow.limiter import AdaptiveLimiter, LimiterStats
@@ -64,7 +65,18 @@ _ROW_STATES = {
     "dead": DeliveryState.DEAD,
     "succeeded": DeliveryState.SUCCEEDED,
     "dropped": DeliveryState.DROPPED,
+    "filtered": DeliveryState.FILTERED,
 }
+
+
+def _mentions_payload(pattern: Mapping[str, object]) -> bool:
+    """Whether a filter looks at the payload (else matching needs no JSON decode)."""
+    if "payload" in pattern:
+        return True
+    branches = pattern.get("$or")
+    return isinstance(branches, list) and any(
+        isinstance(b, Mapping) and _mentions_payload(b) for b in branches
+    )
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +180,9 @@ class Runner:
         )
         self._bucket: TokenBucket | None = None
         self._configure_rate(clock.now())
+        self._filter: Filter | None = None
+        self._filter_payload = False
+        self._configure_filter()
         self.in_flight = 0
         self._paused_until = 0.0
         self._wake = asyncio.Event()
@@ -175,17 +190,21 @@ class Runner:
         self._timer_at: float | None = None
         self._stopping = False
         self.loaded = asyncio.Event()
+        self._labels(metrics)
+
+    def _labels(self, metrics: Metrics) -> None:
+        name = self.sub.name
         self._m_results = {
-            o: metrics.results.labels(sub.name, o.value)
+            o: metrics.results.labels(name, o.value)
             for o in (Outcome.SUCCESS, Outcome.RETRY, Outcome.FATAL)
         }
-        self._m_push = metrics.push_seconds.labels(sub.name)
-        self._m_pushes = metrics.pushes.labels(sub.name)
-        self._m_throttles = metrics.throttles.labels(sub.name)
-        self._m_dead = metrics.dead.labels(sub.name)
-        self._m_lateness = metrics.lateness.labels(sub.name)
-        self._m_limit = metrics.concurrency_limit.labels(sub.name)
-        self._m_dropped = metrics.dropped.labels(sub.name)
+        self._m_push = metrics.push_seconds.labels(name)
+        self._m_pushes = metrics.pushes.labels(name)
+        self._m_throttles = metrics.throttles.labels(name)
+        self._m_dead = metrics.dead.labels(name)
+        self._m_lateness = metrics.lateness.labels(name)
+        self._m_limit = metrics.concurrency_limit.labels(name)
+        self._m_dropped = metrics.dropped.labels(name)
         self._m_limit.set(self.limiter.limit)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -220,11 +239,18 @@ class Runner:
         self._m_limit.set(self.limiter.limit)
         if sub.control.rate_limit != old.control.rate_limit:
             self._configure_rate(now)
+        if sub.filter != old.filter:
+            self._configure_filter()
         purged = sub.control.purged_before_ms
         if purged is not None and purged != old.control.purged_before_ms:
             # A drain to drop: retrying events are loaded at once, to be dropped unpushed.
             self._to_load.extend(r for r, row in self._rows.items() if row.state == "retrying")
         self._wake.set()
+
+    def _configure_filter(self) -> None:
+        pattern = self.sub.filter
+        self._filter = None if pattern is None else compile_filter(pattern)
+        self._filter_payload = pattern is not None and _mentions_payload(pattern)
 
     def _configure_rate(self, now: float) -> None:
         limit = self.sub.control.rate_limit
@@ -535,6 +561,9 @@ class Runner:
         if purged is not None and event.publish_ms < purged:
             self._drop(event)
             return False
+        if attempt == 1 and self._filter is not None and not self._matches(event):
+            self._drop(event, DeliveryState.FILTERED)
+            return False
         due = event.deliver_at_ms
         if due is not None and due > now_ms:
             # Fired ahead of its time (the scheduler's lead, or read back after a restart):
@@ -704,18 +733,30 @@ class Runner:
         p.progress.finish(event.offset)
         self._key_done(p, event)
 
-    def _drop(self, event: Event) -> None:
-        """Finish an event unpushed: it was published before the subscription's purge."""
+    def _matches(self, event: Event) -> bool:
+        assert self._filter is not None
+        payload: object = None
+        if self._filter_payload:
+            try:
+                payload = msgspec.json.decode(event.payload)
+            except msgspec.DecodeError:
+                payload = None
+        return self._filter.matches(event.attributes, payload, event.key)
+
+    def _drop(self, event: Event, state: DeliveryState = DeliveryState.DROPPED) -> None:
+        """Finish an event unpushed: published before the subscription's purge (dropped), or
+        not matching its filter (filtered)."""
         ref = (event.partition, event.offset)
         now_ms = to_ms(self._clock.now())
         row = self._rows.pop(ref, None)
         if row is None:
             row = DeliveryRow(event.partition, event.offset, event.key, "", 0, None, None, [], 0)
-        row.state = DeliveryState.DROPPED.value
+        row.state = state.value
         row.next_ms = None
         row.updated_ms = now_ms
         self._pending[ref] = row
-        self._m_dropped.inc()
+        if state is DeliveryState.DROPPED:
+            self._m_dropped.inc()
         p = self._parts[event.partition]
         p.progress.finish(event.offset)
         self._key_done(p, event)

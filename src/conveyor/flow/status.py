@@ -53,6 +53,7 @@ _ROW_STATES = {
         DeliveryState.DEAD,
         DeliveryState.SUCCEEDED,
         DeliveryState.DROPPED,
+        DeliveryState.FILTERED,
     )
 }
 
@@ -170,6 +171,7 @@ class StatusService:
             retrying=counts.get("retrying", 0) + counts.get("redrive", 0),
             dead=counts.get("dead", 0),
             dropped=counts.get("dropped", 0),
+            filtered=counts.get("filtered", 0),
             paused=sub.control.paused,
         )
         topic = self._catalog.topic(sub.topic)

@@ -1171,8 +1171,8 @@ class SqlStore(Store):
                     (tid, part, limit, horizon, topic.name),
                 ).rowcount
             removed += self._x(
-                "DELETE FROM deliveries WHERE state IN ('succeeded', 'dead', 'dropped') "
-                "AND updated_ms < ? "
+                "DELETE FROM deliveries WHERE state IN "
+                "('succeeded', 'dead', 'dropped', 'filtered') AND updated_ms < ? "
                 "AND sub IN (SELECT name FROM subscriptions WHERE topic = ?)",
                 (horizon, topic.name),
             ).rowcount
