@@ -350,6 +350,8 @@ async def test_create_subscription_posts_the_lambda_under_its_wire_name(
         "min_concurrency": 1,
         "adaptive": False,
         "max_batch": 256,
+        "max_batch_bytes": 4194304,
+        "max_wait": 0.0,
         "push_timeout": 30.0,
         "retry": {
             "max_attempts": 3,

@@ -308,6 +308,8 @@ def subscription_create(
         bool, typer.Option(help="Move the limit with the lambda's latency and errors.")
     ] = False,
     max_batch: Annotated[int, typer.Option(help="Events per push.")] = 256,
+    max_batch_bytes: Annotated[int, typer.Option(help="Payload bytes per push.")] = 4 << 20,
+    max_wait: Annotated[str, typer.Option(help="Wait this long to fill a push (0s).")] = "0s",
     push_timeout: Annotated[str, typer.Option(help="Wait for a push's answer.")] = "30s",
     max_attempts: Annotated[int, typer.Option(help="Deliveries before dead.")] = 5,
     min_backoff: Annotated[str, typer.Option(help="Least wait before a retry.")] = "1s",
@@ -358,6 +360,8 @@ def subscription_create(
             min_concurrency=min_concurrency,
             adaptive=adaptive,
             max_batch=max_batch,
+            max_batch_bytes=max_batch_bytes,
+            max_wait=parse_duration(max_wait),
             push_timeout=parse_duration(push_timeout),
             retry=retry,
             dead_letter_topic=dead_letter_topic,

@@ -201,6 +201,10 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             (the default: a push's latency grows with its batch, which the limiter would
             read as queueing, so turn it on for lambdas whose downstreams can be overloaded).
         max_batch: events in one push.
+        max_batch_bytes: payload bytes in one push, at most (a push always holds at least
+            one event).
+        max_wait: seconds a push may wait to fill up to ``max_batch`` (a linger; 0 pushes
+            what is there at once).
         push_timeout: seconds to wait for a push's answer before it counts as a retry.
         retry: the retry policy.
         dead_letter_topic: a topic that receives events that went dead, or ``None``.
@@ -221,6 +225,8 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
     adaptive: bool = False
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
+    max_batch_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
     push_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     retry: RetryPolicy = RetryPolicy()
     dead_letter_topic: Name | None = None

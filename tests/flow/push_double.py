@@ -90,6 +90,7 @@ class PushEndpoint(AsyncResource):
         self.respond: Responder = respond or each(succeed)
         self.hold = hold
         self.received: list[Received] = []
+        self.requests: list[PushRequest] = []  # every push, as received
         self.pushes = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -117,6 +118,7 @@ class PushEndpoint(AsyncResource):
 
     async def _push(self, request: web.Request) -> web.Response:
         push = push_request_decoder.decode(await request.read())
+        self.requests.append(push)
         self.pushes += 1
         number = self.pushes
         now = self.clock.now()

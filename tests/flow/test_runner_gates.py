@@ -354,3 +354,52 @@ async def test_an_invalid_filter_is_refused_naming_its_place(node: Node) -> None
     assert refused.value.field is not None
     assert refused.value.field.startswith("/filter/payload/amount")
     assert node.catalog.subscription(SUB).filter is None
+
+
+async def test_a_push_holds_at_most_max_batch_bytes_and_always_one_event(
+    node: Node, endpoint: PushEndpoint
+) -> None:
+    # Given pushes of at most 2 KiB and events of ~700 bytes, then one of 3 KiB
+    sub = await subscribe(node, partitions=1, max_batch=100)
+    await set_control(node, paused=True)
+    await node.catalog.put_subscription(msgspec.structs.replace(sub, max_batch_bytes=2048))
+    ids = await publish(node, *(request("x" * 700) for _ in range(5)), request("y" * 3000))
+
+    # When it resumes
+    await set_control(node, paused=False)
+    await until_received(endpoint, 6)
+
+    # Then pushes held 2, 2, 1 (the sixth alone: bigger than the limit, still delivered)
+    sizes = [len(p.events) for p in endpoint.requests]
+    assert sizes == [2, 2, 1, 1]
+    assert [r.event.id for r in endpoint.received] == ids
+
+
+async def test_a_push_lingers_up_to_max_wait_for_a_fuller_batch(
+    node: Node, clock: FakeClock, endpoint: PushEndpoint
+) -> None:
+    # Given batches of 10 that may wait 2 s to fill
+    sub = await subscribe(node, partitions=1, max_batch=10)
+    await node.catalog.put_subscription(msgspec.structs.replace(sub, max_wait=2.0))
+
+    # When 3 events come, nothing goes before 2 s
+    await publish(node, *(request(i) for i in range(3)))
+    await quietly()
+    assert endpoint.received == []
+    clock.advance(1.0)
+    await quietly()
+    assert endpoint.received == []
+
+    # And 10 events go at once as a full batch, and the rest after the wait
+    await publish(node, *(request(i) for i in range(3, 10)))
+    await until_received(endpoint, 10)
+    assert [len(p.events) for p in endpoint.requests] == [10]
+    await publish(node, request(10))
+    runner = node.dispatcher.runner(SUB)
+    assert runner is not None
+    await until(lambda: runner._linger_since is not None)  # its wait has started
+    clock.advance(1.9)
+    await quietly()
+    assert len(endpoint.received) == 10
+    clock.advance(0.1)
+    await until_received(endpoint, 11)

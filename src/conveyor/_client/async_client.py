@@ -208,6 +208,8 @@ class AsyncClient(AsyncResource):
         min_concurrency: int = 1,
         adaptive: bool = False,
         max_batch: int = 256,
+        max_batch_bytes: int = 4 * 1024 * 1024,
+        max_wait: float = 0.0,
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
@@ -226,6 +228,8 @@ class AsyncClient(AsyncResource):
             min_concurrency: the least the adaptive limit falls to.
             adaptive: move the limit with the lambda's latency, errors and throttles.
             max_batch: events in one push.
+            max_batch_bytes: payload bytes in one push, at most.
+            max_wait: seconds a push may wait to fill up to ``max_batch``.
             push_timeout: seconds to wait for a push's answer.
             retry: the retry policy; ``RetryPolicy()`` when ``None``.
             dead_letter_topic: a topic that receives the events that went dead.
@@ -253,6 +257,8 @@ class AsyncClient(AsyncResource):
             min_concurrency=min_concurrency,
             adaptive=adaptive,
             max_batch=max_batch,
+            max_batch_bytes=max_batch_bytes,
+            max_wait=max_wait,
             push_timeout=push_timeout,
             retry=retry if retry is not None else RetryPolicy(),
             dead_letter_topic=dead_letter_topic,

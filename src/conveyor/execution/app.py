@@ -82,6 +82,8 @@ class Lambda:
         min_concurrency: int = 1,
         adaptive: bool = False,
         max_batch: int = 256,
+        max_batch_bytes: int = 4 * 1024 * 1024,
+        max_wait: float = 0.0,
         push_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
@@ -106,6 +108,8 @@ class Lambda:
             adaptive: let the platform move the limit between the two with this lambda's
                 latency, errors and throttling (fixed at ``max_concurrency`` when off).
             max_batch: events in one push.
+            max_batch_bytes: payload bytes in one push, at most.
+            max_wait: seconds a push may wait to fill up to ``max_batch``.
             push_timeout: seconds the platform waits for a push's answer.
             retry: the retry policy (the platform's default when ``None``).
             dead_letter_topic: where dead events are published, if anywhere.
@@ -144,6 +148,8 @@ class Lambda:
                     min_concurrency=min_concurrency,
                     adaptive=adaptive,
                     max_batch=max_batch,
+                    max_batch_bytes=max_batch_bytes,
+                    max_wait=max_wait,
                     push_timeout=push_timeout,
                     retry=retry or RetryPolicy(),
                     dead_letter_topic=dead_letter_topic,

@@ -180,6 +180,7 @@ class Runner:
         )
         self._bucket: TokenBucket | None = None
         self._configure_rate(clock.now())
+        self._linger_since: float | None = None
         self._filter: Filter | None = None
         self._filter_payload = False
         self._configure_filter()
@@ -429,16 +430,25 @@ class Runner:
         self._wake.set()
 
     # -- dispatch ---------------------------------------------------------------------------
-    def _dispatch(self, now: float, now_ms: int) -> None:
-        if self.sub.control.paused and self.sub.control.purged_before_ms is not None:
-            self._drop_purged(self.sub.control.purged_before_ms)
-        if self._paused_until > now or self._stopping or self.sub.control.paused:
-            return
+    def _gated(self, now: float) -> bool:
+        """Whether nothing may be pushed now (stopping, paused, throttled, lease in doubt)."""
+        control = self.sub.control
+        if control.paused and control.purged_before_ms is not None:
+            self._drop_purged(control.purged_before_ms)
+        if self._paused_until > now or self._stopping or control.paused:
+            return True
         if not self._lease_valid():
             # Never push on a lease that may have lapsed; look again shortly.
             self._paused_until = now + LEASE_RECHECK
+            return True
+        return False
+
+    def _dispatch(self, now: float, now_ms: int) -> None:
+        if self._gated(now):
             return
         capacity = min(self.limiter.limit, self.sub.max_concurrency) - self.in_flight
+        if capacity > 0 and self._lingering(now):
+            return
         bucket = self._bucket
         while capacity > 0:
             endpoint = self._pool.choose(self.sub.lambda_name)
@@ -454,10 +464,39 @@ class Runner:
                 bucket.refund(want - len(batch), now)
             if not batch:
                 return
+            self._cap_bytes(batch, attempts)
+            self._linger_since = None
             capacity -= len(batch)
             self.in_flight += len(batch)
             endpoint.in_flight += len(batch)
             self._tg.create_task(self._push(endpoint, batch, attempts))
+
+    def _lingering(self, now: float) -> bool:
+        """Whether to wait for a fuller batch (``max_wait``): while fewer than ``max_batch``
+        events are ready, at most ``max_wait`` seconds from when the first was seen."""
+        wait = self.sub.max_wait
+        if wait <= 0:
+            return False
+        available = len(self._ready) + sum(self._buffered)
+        if available == 0 or available >= self.sub.max_batch:
+            self._linger_since = None
+            return False
+        if self._linger_since is None:
+            self._linger_since = now
+        return now < self._linger_since + wait
+
+    def _cap_bytes(self, batch: list[Event], attempts: list[int]) -> None:
+        """Keep a push within ``max_batch_bytes`` (at least one event); the rest goes back to
+        the front of the ready queue, in order."""
+        limit = self.sub.max_batch_bytes
+        total = 0
+        for i, event in enumerate(batch):
+            total += len(event.payload)
+            if total > limit and i > 0:
+                rest = list(zip(batch[i:], attempts[i:], strict=True))
+                del batch[i:], attempts[i:]
+                self._ready.extendleft(reversed(rest))
+                return
 
     def _take(self, n: int, now_ms: int) -> tuple[list[Event], list[int]]:
         batch: list[Event] = []
@@ -813,6 +852,8 @@ class Runner:
             deadlines.append(self._retry_heap[0][0] / 1000)
         if self._held:
             deadlines.append(self._held[0][0] / 1000)
+        if self._linger_since is not None:
+            deadlines.append(self._linger_since + self.sub.max_wait)
         if self._paused_until > now:
             deadlines.append(self._paused_until)
         bucket = self._bucket
