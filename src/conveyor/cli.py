@@ -660,12 +660,17 @@ def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(infos)
         return
-    table = Table("lambda", "endpoint", "url", "in flight", "expires")
+    table = Table("lambda", "endpoint", "url", "in flight", "expires", "health")
     for info in infos:
         if not info.endpoints:
-            table.add_row(info.name, "-", "-", "-", "-")
+            table.add_row(info.name, "-", "-", "-", "-", "-")
         for ep in info.endpoints:
-            table.add_row(info.name, ep.id, ep.url, str(ep.in_flight), str(ep.expires_at))
+            health = "ok" if ep.ejected_until is None else f"ejected until {ep.ejected_until}"
+            if ep.consecutive_failures:
+                health += f" ({ep.consecutive_failures} failures in a row)"
+            table.add_row(
+                info.name, ep.id, ep.url, str(ep.in_flight), str(ep.expires_at), health
+            )
     console.print(table)
 
 

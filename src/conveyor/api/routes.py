@@ -222,12 +222,18 @@ def _endpoint_info(
     from datetime import UTC, datetime
 
     state = next((e for e in node.pool.endpoints(lambda_name) if e.id == eid), None)
+    ejected = state is not None and state.ejected_until > node.clock.now()
     return EndpointInfo(
         lambda_name=lambda_name,
         id=eid,
         url=url,
         expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
         in_flight=state.in_flight if state else 0,
+        ejected_until=datetime.fromtimestamp(state.ejected_until, tz=UTC)
+        if state is not None and ejected
+        else None,
+        ejections=state.ejections if state else 0,
+        consecutive_failures=state.consecutive_failures if state else 0,
     )
 
 

@@ -227,13 +227,22 @@ class EndpointRegistration(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class EndpointInfo(msgspec.Struct):
-    """A registered endpoint."""
+    """A registered endpoint, with its health on the answering node.
+
+    Attributes:
+        ejected_until: while set, outlier detection keeps pushes away from it.
+        ejections: how often it was ejected (each ejection lasts longer).
+        consecutive_failures: failed pushes in a row.
+    """
 
     lambda_name: str = msgspec.field(name="lambda")
     id: str = ""
     url: str = ""
     expires_at: datetime | None = None
     in_flight: int = 0
+    ejected_until: datetime | None = None
+    ejections: int = 0
+    consecutive_failures: int = 0
 
 
 class LambdaInfo(msgspec.Struct):

@@ -3,7 +3,14 @@
 Workers register an endpoint with a TTL and renew it by heartbeat; an endpoint not renewed in
 time is no longer chosen. Choice is least outstanding requests among two picked at random
 (power of two choices), which spreads load without herding on one fast host. An endpoint whose
-connection failed is set aside for a short cool-down (passive health).
+connection failed is set aside for a short cool-down.
+
+Passive outlier detection, as Envoy does it: ``CONSECUTIVE_FAILURES`` failed pushes in a row
+(timeouts, HTTP errors, broken connections) eject an endpoint for ``BASE_EJECTION`` seconds
+times the number of times it was ejected (at most ``MAX_EJECTION``); it comes back by itself
+when the time is up. At most ``MAX_EJECTED_SHARE`` of a lambda's endpoints are ejected at once,
+and when fewer than ``PANIC_THRESHOLD`` of them are healthy, ejection is ignored and every live
+endpoint is used (a broken detector must not take a whole lambda down).
 """
 
 from __future__ import annotations
@@ -15,6 +22,11 @@ from dataclasses import dataclass
 from conveyor.clock import Clock
 
 CONNECT_FAILURE_COOLDOWN = 1.0
+CONSECUTIVE_FAILURES = 5
+BASE_EJECTION = 30.0  # seconds
+MAX_EJECTION = 300.0  # seconds
+MAX_EJECTED_SHARE = 0.5
+PANIC_THRESHOLD = 0.5
 
 
 @dataclass(slots=True)
@@ -30,6 +42,9 @@ class EndpointState:
     down_until: float = 0.0
     pushes: int = 0
     failures: int = 0
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
 
 
 class EndpointPool:
@@ -125,6 +140,9 @@ class EndpointPool:
         ]
         if not live:
             return None
+        healthy = [e for e in live if e.ejected_until <= now]
+        if len(healthy) >= PANIC_THRESHOLD * len(live):
+            live = healthy  # (below the threshold: panic, every live endpoint is used)
         if len(live) == 1:
             return live[0]
         a, b = self._rng.sample(live, 2)
@@ -134,11 +152,36 @@ class EndpointPool:
         """The earliest time an endpoint of the lambda comes back from a cool-down."""
         now = self._clock.now()
         times = [
-            e.down_until
+            t
             for e in self._by_lambda.get(lambda_name, {}).values()
-            if e.expires_at > now and e.down_until > now
+            if e.expires_at > now
+            for t in (e.down_until, e.ejected_until)
+            if t > now
         ]
         return min(times) if times else None
+
+    def report(self, endpoint: EndpointState, ok: bool) -> None:
+        """Record a push's outcome: a failure (no answer, HTTP error, broken connection)
+        counts towards ejection, a success resets the count."""
+        if ok:
+            endpoint.consecutive_failures = 0
+            return
+        endpoint.consecutive_failures += 1
+        if endpoint.consecutive_failures >= CONSECUTIVE_FAILURES:
+            self._eject(endpoint)
+
+    def _eject(self, endpoint: EndpointState) -> None:
+        now = self._clock.now()
+        if endpoint.ejected_until > now:
+            return
+        live = self.endpoints(endpoint.lambda_name)
+        ejected = sum(1 for e in live if e.ejected_until > now)
+        if (ejected + 1) > MAX_EJECTED_SHARE * len(live) and len(live) > 1:
+            return  # the share ejected at once is capped
+        endpoint.ejections += 1
+        endpoint.consecutive_failures = 0
+        endpoint.ejected_until = now + min(MAX_EJECTION, BASE_EJECTION * endpoint.ejections)
+        self._changed(endpoint.lambda_name)
 
     def connect_failed(self, endpoint: EndpointState) -> None:
         """Set an endpoint aside after its connection failed."""

@@ -639,6 +639,7 @@ class Runner:
         self._m_push.observe(max(0.0, now - started))
         if outcome.connect_failed:
             self._pool.connect_failed(endpoint)
+        self._pool.report(endpoint, ok=not outcome.failed)
         if outcome.throttle is not None:
             self._m_throttles.inc()
             self.limiter.on_throttle(now)
