@@ -668,9 +668,7 @@ def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
             health = "ok" if ep.ejected_until is None else f"ejected until {ep.ejected_until}"
             if ep.consecutive_failures:
                 health += f" ({ep.consecutive_failures} failures in a row)"
-            table.add_row(
-                info.name, ep.id, ep.url, str(ep.in_flight), str(ep.expires_at), health
-            )
+            table.add_row(info.name, ep.id, ep.url, str(ep.in_flight), str(ep.expires_at), health)
     console.print(table)
 
 
