@@ -20,7 +20,7 @@ from conveyor.api.schemas import (
     SubscriptionStats,
 )
 from conveyor.catalog import Catalog
-from conveyor.clock import Clock
+from conveyor.clock import Clock, to_ms
 from conveyor.errors import NotFound
 from conveyor.flow.dispatcher import Dispatcher
 from conveyor.model import DeliveryState, Event, Priority, Subscription, lane_of
@@ -133,7 +133,11 @@ class StatusService:
                 )
             state = DeliveryState.SUCCEEDED if finished and row is None else DeliveryState.PENDING
             due = event.deliver_at_ms
-            if state is DeliveryState.PENDING and due is not None and due > self._now_ms():
+            if (
+                state is DeliveryState.PENDING
+                and due is not None
+                and due > to_ms(self._clock.now())
+            ):
                 state = DeliveryState.SCHEDULED  # appended ahead of its time, held until due
         attempts = row.attempts if row else (1 if state is DeliveryState.SUCCEEDED else 0)
         if state is DeliveryState.RUNNING:
@@ -146,9 +150,6 @@ class StatusService:
             last_error=row.last_error if row else None,
             history=_history(row),
         )
-
-    def _now_ms(self) -> int:
-        return int(self._clock.now() * 1000)
 
     async def subscription(self, name: str) -> SubscriptionInfo:
         """A subscription with its live figures.

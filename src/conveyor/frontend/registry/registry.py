@@ -158,7 +158,6 @@ class SchemaRegistry:
         default = await self._default()
 
         def verify(versions: list[StoredSchema], mode: str) -> None:
-            _same_type(subject, kind, versions)
             report = self._report(kind, compiled.parsed, versions, Compatibility(mode))
             if not report.compatible:
                 raise incompatible(subject, report)
@@ -203,15 +202,6 @@ class SchemaRegistry:
         compiled = _parse(kind, definition, message)
         versions = await self._store.schemas_of(subject)
         mode = await self.compatibility(subject)
-        if versions and versions[-1].type != kind.value:
-            breaking = Breaking(
-                "/",
-                "type_changed",
-                versions[-1].type,
-                kind.value,
-                f"subject {subject!r} holds {versions[-1].type} schemas",
-            )
-            return CompatibilityReport(False, mode, [v.version for v in versions], [breaking])
         return self._report(kind, compiled.parsed, versions, mode)
 
     async def compatibility(self, subject: str | None) -> Compatibility:
@@ -292,21 +282,24 @@ class SchemaRegistry:
         versions: list[StoredSchema],
         mode: Compatibility,
     ) -> CompatibilityReport:
+        if versions and versions[-1].type != kind.value:
+            # A subject keeps its type, whatever its mode.
+            old = versions[-1].type
+            change = Breaking(
+                "/type", "type_changed", old, kind.value, f"the subject holds {old} schemas"
+            )
+            return CompatibilityReport(False, mode, [v.version for v in versions], [change])
         earlier = [
             self._by_id[v.id].parsed
             if v.id in self._by_id
             else _compile(kind, v.definition, v.message).parsed
             for v in versions
         ]
-        check = _checker(kind)
-        breaking = breaking_changes(mode, parsed, earlier, check)  # type: ignore[arg-type]
-        against = (
-            [v.version for v in versions]
-            if mode.value.endswith("TRANSITIVE")
-            else [v.version for v in versions[-1:]]
-        )
+        breaking = breaking_changes(mode, parsed, earlier, _checker(kind))  # type: ignore[arg-type]
         if mode is Compatibility.NONE:
-            against = []
+            against: list[int] = []
+        else:
+            against = [v.version for v in (versions if mode.transitive else versions[-1:])]
         return CompatibilityReport(not breaking, mode, against, breaking)
 
 
@@ -317,21 +310,3 @@ def _parse(kind: SchemaType, definition: str, message: str | None) -> _Compiled:
         raise InvalidRequest(
             f"the {kind.value} schema is invalid: {e}", field="/schema", rule="schema"
         ) from e
-
-
-def _same_type(subject: str, kind: SchemaType, versions: list[StoredSchema]) -> None:
-    if versions and versions[-1].type != kind.value:
-        raise IncompatibleSchema(
-            f"subject {subject!r} holds {versions[-1].type} schemas; a {kind.value} schema "
-            "cannot be a version of it",
-            errors=[
-                _type_error(versions[-1].type, kind.value),
-            ],
-        )
-
-
-def _type_error(old: str, new: str) -> InvalidRequest:
-    error = InvalidRequest("the schema type changed", field="/type", rule="type_changed")
-    error.old = old
-    error.new = new
-    return error
