@@ -122,11 +122,13 @@ class LeaseManager:
     async def run(self) -> None:
         """Heartbeat and rebalance every ``ttl / 4`` until :meth:`stop`."""
         while not self._stop.is_set():
+            # Invariant: a kick during a round is not lost (cleared before, not after it):
+            # a topic created while a round runs gets its leases at once, not a TTL/4 later.
+            self._kick.clear()
             try:
                 await self.round()
             except ConveyorError as e:
                 log.warning("lease round failed (leases lapse if this lasts): %s", e)
-            self._kick.clear()
             wait = self.ttl / 4
             if self._takeover_at is not None:
                 # Wake when a dead node's lease expires: takeover within the TTL, not later.

@@ -333,3 +333,37 @@ async def test_set_ownership_runs_each_subscription_on_exactly_the_owned_partiti
         assert node.dispatcher.runner("billing") is None
     finally:
         await node.aclose()
+
+
+async def test_a_topic_created_during_a_round_is_leased_at_once_not_a_round_later(
+    store: Store,
+) -> None:
+    # Given a running manager whose first round is under way when a topic appears (and
+    # kicks it, as the catalog does)
+    leases, told = manager(store, FakeClock(), "a")
+    ticks = 10**9  # (TTL/4 of real time is far longer than this test may wait)
+    leases.ttl = ticks
+    real_round = leases.round
+    rounds = 0
+
+    async def round_with_a_new_topic() -> None:
+        nonlocal rounds
+        rounds += 1
+        await real_round()
+        if rounds == 1:  # after the round read the topics: only a next round can see it
+            await store.put_topic(Topic(name="payments", partitions=1))
+            leases.kick()
+
+    leases.round = round_with_a_new_topic  # type: ignore[method-assign]
+    task = asyncio.create_task(leases.run())
+    try:
+        # Then a second round follows at once and takes the new topic's partitions
+        deadline = asyncio.get_running_loop().time() + 5
+        while not any(t == "payments" for t, _ in leases.owned):
+            assert asyncio.get_running_loop().time() < deadline, "the kick was lost"
+            await asyncio.sleep(0.01)
+        assert rounds >= 2
+        assert told.calls
+    finally:
+        leases.stop()
+        await task
