@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench bench-peers-venv fmt clean venv
+.PHONY: run test check bench bench-peers bench-peers-venv fmt clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,7 @@ bench: $(STAMP) bench-peers-venv
 	$(BIN)/python -m bench.drain --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.timers --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.schemas --write-doc docs/benchmarks.md
+	$(BIN)/python -m bench.delivery --write-doc docs/benchmarks.md
 ifneq ($(PG_BENCH),)
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --section pg1 --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --nodes 2 --section pg2 --write-doc docs/benchmarks.md
@@ -57,6 +58,13 @@ $(PEERS_STAMP): bench/peers/requirements.txt
 	$(PEERS)/bin/python -m pip install --quiet -r bench/peers/requirements.txt \
 		&& touch $(PEERS_STAMP) \
 		|| echo "could not install bench/peers/requirements.txt: the Celery comparison will be skipped"
+
+## Conveyor against Celery, Dramatiq and taskiq on a throwaway Redis (without persistence, then
+## with appendonly + appendfsync everysec), two rounds A B A B (~30-40 min on 2 cores); writes
+## the peers section of docs/benchmarks.md. Not part of `make bench` (which stays ~10 min) and
+## never of `make test`. `python -m bench.peers.compare --quick` is a ~4 min smoke run.
+bench-peers: $(STAMP) bench-peers-venv
+	$(BIN)/python -m bench.peers.compare --write-doc docs/benchmarks.md
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples

@@ -338,6 +338,7 @@ async def test_create_subscription_posts_the_lambda_under_its_wire_name(
         ordered=True,
         retry=RetryPolicy(max_attempts=3),
         dead_letter_topic="orders-dead",
+        locality=["aws/us-east-1/us-east-1a", "aws/us-east-1"],
     )
     # Then
     assert info == SUB_INFO
@@ -364,6 +365,7 @@ async def test_create_subscription_posts_the_lambda_under_its_wire_name(
         "control": {"paused": False, "rate_limit": None, "purged_before_ms": None},
         "format": {"encoding": "json", "cloudevents": False, "schema_version": None},
         "filter": None,
+        "locality": ["aws/us-east-1/us-east-1a", "aws/us-east-1"],
     }
 
 
@@ -557,7 +559,13 @@ async def test_endpoints_are_registered_deregistered_and_listed(
     double.answer("GET", "/v1/lambdas", 200, [LambdaInfo(name="bill", endpoints=[info])])
     # When
     registered = await client.register_endpoint(
-        "bill", "w1", "http://10.0.0.5:9000/push", ttl_seconds=5.0, concurrency=8
+        "bill",
+        "w1",
+        "http://10.0.0.5:9000/push",
+        ttl_seconds=5.0,
+        concurrency=8,
+        locality="aws/eu-west-1/eu-west-1a",
+        version="v2",
     )
     await client.deregister_endpoint("bill", "w1")
     lambdas = await client.list_lambdas()
@@ -568,6 +576,10 @@ async def test_endpoints_are_registered_deregistered_and_listed(
         "url": "http://10.0.0.5:9000/push",
         "ttl_seconds": 5.0,
         "concurrency": 8,
+        "locality": "aws/eu-west-1/eu-west-1a",
+        "version": "v2",
+        "static": False,
+        "health_url": "",
     }
     assert double.requests[1].method == "DELETE"
 

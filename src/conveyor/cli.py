@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -22,7 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor._cli_dlq import dlq_app
+from conveyor._cli_endpoint import endpoint_app, print_lambdas
+from conveyor._cli_release import release_app
 from conveyor._cli_schema import schema_app
+from conveyor.delivery.health import HealthPolicy
 from conveyor.errors import ConveyorError, InvalidRequest
 from conveyor.model import DeliveryFormat, Priority, RetryPolicy, SchemaSettings, Subscription
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
@@ -41,7 +45,9 @@ sub_app = typer.Typer(help="Create and inspect subscriptions.", no_args_is_help=
 app.add_typer(topic_app, name="topic")
 app.add_typer(sub_app, name="subscription")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(schema_app, name="schema")
+app.add_typer(release_app, name="release")
 
 console = Console()
 err = Console(stderr=True)
@@ -125,6 +131,24 @@ def serve(
         Path | None, typer.Option(help="Write host:port here once serving.")
     ] = None,
     signing_secret: SigningSecret = None,
+    locality: Annotated[
+        str,
+        typer.Option(
+            envvar="CONVEYOR_LOCALITY",
+            help="Where this node runs (cloud/region/zone): the default locality preference.",
+        ),
+    ] = "",
+    probe_interval: Annotated[
+        float, typer.Option(help="Seconds between active health probes of endpoints (0: off).")
+    ] = 5.0,
+    probe_timeout: Annotated[float, typer.Option(help="Seconds a health probe waits.")] = 1.0,
+    outlier_failures: Annotated[
+        int, typer.Option(help="Failed pushes in a row that eject an endpoint.")
+    ] = 5,
+    ejection_time: Annotated[
+        float, typer.Option(help="Seconds of a first ejection (longer for each repeat).")
+    ] = 30.0,
+    max_ejection_time: Annotated[float, typer.Option(help="Longest ejection, seconds.")] = 300.0,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -138,6 +162,19 @@ def serve(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     secrets = _signing_secrets(signing_secret)
+    try:
+        health = msgspec.convert(
+            {
+                "probe_interval": probe_interval,
+                "probe_timeout": probe_timeout,
+                "consecutive_failures": outlier_failures,
+                "ejection_time": ejection_time,
+                "max_ejection_time": max_ejection_time,
+            },
+            HealthPolicy,
+        )
+    except msgspec.ValidationError as e:
+        raise typer.BadParameter(str(e)) from e
     settings = NodeSettings(
         store=store,
         host=host,
@@ -147,6 +184,8 @@ def serve(
         lease_ttl=lease_ttl,
         ready_file=str(ready_file) if ready_file else None,
         signing_secrets=tuple(secrets),
+        locality=_locality(locality),
+        health=health,
     )
     try:
         serve_forever(settings)
@@ -181,6 +220,7 @@ def migrate(
 
 @app.command()
 def worker(
+    ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The lambda to serve, as module:attribute.")],
     server: Annotated[
         str,
@@ -197,8 +237,66 @@ def worker(
         str | None, typer.Option(help="Host the platform should push to (default: --host).")
     ] = None,
     signing_secret: SigningSecret = None,
+    locality: Annotated[
+        str,
+        typer.Option(
+            "--locality",
+            "--zone",
+            envvar="CONVEYOR_LOCALITY",
+            help="Where this worker runs: cloud/region/zone (for locality-aware routing).",
+        ),
+    ] = "",
+    version: Annotated[
+        str,
+        typer.Option(
+            "--version",
+            envvar="CONVEYOR_LAMBDA_VERSION",
+            help="The version of the lambda it runs; a new version starts a canary release.",
+        ),
+    ] = "",
+    ttl: Annotated[
+        float,
+        typer.Option(help="Seconds the platform keeps the endpoint without a heartbeat (1-3600)."),
+    ] = 15.0,
+    min_processes: Annotated[
+        int | None, typer.Option("--min", help="Autoscale: the fewest processes (default 1).")
+    ] = None,
+    max_processes: Annotated[
+        int | None,
+        typer.Option("--max", help="Autoscale: supervise up to this many worker processes."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Autoscale: serve Prometheus metrics on this port (0 picks one)."),
+    ] = None,
+    target_drain: Annotated[
+        str, typer.Option(help="Autoscale: handle the queued backlog within this long.")
+    ] = "10s",
+    max_age: Annotated[
+        str, typer.Option(help="Autoscale: add a process while the oldest event waits longer.")
+    ] = "30s",
+    scale_interval: Annotated[str, typer.Option(help="Autoscale: time between samples.")] = "2s",
+    scale_down_window: Annotated[
+        str, typer.Option(help="Autoscale: the need must stay lower this long to drain one.")
+    ] = "30s",
+    throughput_prior: Annotated[
+        float, typer.Option(help="Autoscale: events/s per process assumed until measured.")
+    ] = 50.0,
+    observe_only: Annotated[
+        bool,
+        typer.Option(
+            "--observe-only",
+            help="Autoscale: start no process; export the desired count for an HPA or KEDA.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve a lambda's handlers: register with the platform and run pushed events."""
+    """Serve a lambda's handlers: register with the platform and run pushed events.
+
+    With --max, run a supervisor that keeps --min to --max worker processes, as many as the
+    lambda's backlog needs (see docs/autoscaling.md).
+    """
+    if _autoscale(ctx):
+        return
     from conveyor.execution.worker import run_worker
 
     run_worker(
@@ -209,7 +307,107 @@ def worker(
         concurrency=concurrency,
         advertise_host=advertise_host,
         signing_secrets=_signing_secrets(signing_secret),
+        locality=_locality(locality),
+        version=version,
+        ttl=ttl,
     )
+
+
+_AUTOSCALE_OPTIONS = (
+    "min_processes",
+    "max_processes",
+    "metrics_port",
+    "target_drain",
+    "max_age",
+    "scale_interval",
+    "scale_down_window",
+    "throughput_prior",
+    "observe_only",
+)
+
+
+def _autoscale(ctx: typer.Context) -> bool:
+    """Run the autoscaling supervisor when --max is given; ``False`` when it is not."""
+    given = [
+        name
+        for name in _AUTOSCALE_OPTIONS
+        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
+    ]
+    p = ctx.params
+    if p["max_processes"] is None:
+        if given:
+            flag = "--" + given[0].removesuffix("_processes").replace("_", "-")
+            raise typer.BadParameter("autoscaling options need --max", param_hint=flag)
+        return False
+    if p["port"] != 0:
+        raise typer.BadParameter("each process picks a port of its own", param_hint="--port")
+    from conveyor.execution.scaling import ScalingSettings
+    from conveyor.execution.supervisor import run_supervisor
+
+    interval = parse_duration(str(p["scale_interval"]))
+    try:
+        settings = ScalingSettings(
+            min_replicas=1 if p["min_processes"] is None else int(p["min_processes"]),
+            max_replicas=int(p["max_processes"]),
+            target_drain=parse_duration(str(p["target_drain"])),
+            max_age=parse_duration(str(p["max_age"])),
+            stabilization=parse_duration(str(p["scale_down_window"])),
+            rate_window=5 * interval,
+            prior_throughput=float(p["throughput_prior"]),
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    if not interval > 0:
+        raise typer.BadParameter("must be positive", param_hint="--scale-interval")
+    run_supervisor(
+        str(p["ref"]),
+        worker_args=_child_arguments(ctx, skip=_AUTOSCALE_OPTIONS),
+        server=str(p["server"]),
+        settings=settings,
+        interval=interval,
+        metrics_host=str(p["host"]),
+        metrics_port=p["metrics_port"],
+        observe_only=bool(p["observe_only"]),
+    )
+    return True
+
+
+def _child_arguments(ctx: typer.Context, *, skip: tuple[str, ...]) -> list[str]:
+    """The command line that gave this command's parameters, less ``skip``.
+
+    Only values given on the command line are repeated: defaults stay defaults, and values
+    from the environment reach a child through its inherited environment.
+    """
+    arguments: list[str] = []
+    options: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        source = None if name is None else ctx.get_parameter_source(name)
+        if name is None or name in skip or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[name]
+        values = value if isinstance(value, list | tuple) else [value]
+        text = [str(v.value if isinstance(v, Enum) else v) for v in values]
+        if param.param_type_name == "argument":
+            arguments.extend(text)
+        elif getattr(param, "is_flag", False):
+            flags = param.opts if value else param.secondary_opts
+            options.extend(flags[:1])
+        else:
+            for item in text:
+                options.extend([param.opts[0], item])
+    return arguments + options
+
+
+def _locality(text: str) -> str:
+    from conveyor.model import LOCALITY_PATTERN
+
+    if text and not re.match(LOCALITY_PATTERN, text):
+        raise typer.BadParameter(
+            "must be cloud/region/zone (or a prefix), letters, digits, '.', '_' or '-'",
+            param_hint="--locality",
+        )
+    return text
 
 
 def _signing_secrets(text: str | None) -> list[str]:
@@ -332,6 +530,13 @@ def subscription_create(
         str | None,
         typer.Option("--filter", help="An EventBridge-style pattern (JSON, or @file.json)."),
     ] = None,
+    locality: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--locality",
+            help="A preferred place (cloud/region/zone or a prefix); repeat, most preferred first.",
+        ),
+    ] = None,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
@@ -367,6 +572,7 @@ def subscription_create(
             dead_letter_topic=dead_letter_topic,
             format=fmt,
             filter=_pattern(filter_pattern),
+            locality=[_locality(place) for place in locality or ()],
         )
     if as_json:
         _print_json(info)
@@ -654,22 +860,13 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
 
 @app.command()
 def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
-    """List lambdas and their live endpoints."""
+    """List lambdas and their live endpoints (see also ``conveyor endpoint``)."""
     with _session(server) as client:
         infos = client.list_lambdas()
     if as_json:
         _print_json(infos)
-        return
-    table = Table("lambda", "endpoint", "url", "in flight", "expires", "health")
-    for info in infos:
-        if not info.endpoints:
-            table.add_row(info.name, "-", "-", "-", "-", "-")
-        for ep in info.endpoints:
-            health = "ok" if ep.ejected_until is None else f"ejected until {ep.ejected_until}"
-            if ep.consecutive_failures:
-                health += f" ({ep.consecutive_failures} failures in a row)"
-            table.add_row(info.name, ep.id, ep.url, str(ep.in_flight), str(ep.expires_at), health)
-    console.print(table)
+    else:
+        print_lambdas(infos)
 
 
 @app.command()

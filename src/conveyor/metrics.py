@@ -71,3 +71,21 @@ class Metrics:
         self.timers_fired = Counter(
             "conveyor_timers_fired", "Delayed events appended to the log when due", registry=r
         )
+        self.release_state = Gauge(
+            "conveyor_release_state",
+            "1 for each release's current state (stable, canary, pending, rolled_back)",
+            ["lambda", "version", "state"],
+            registry=r,
+        )
+        self.canary_share = Gauge(
+            "conveyor_release_canary_share",
+            "The share of a lambda's pushes its canary gets (0: no canary)",
+            ["lambda"],
+            registry=r,
+        )
+        self.release_decisions = Counter(
+            "conveyor_release_decisions",
+            "Canaries promoted or rolled back by this node's evaluation",
+            ["lambda", "decision"],
+            registry=r,
+        )

@@ -16,6 +16,16 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=200)]
+LOCALITY_PATTERN = r"^[A-Za-z0-9._-]{1,63}(/[A-Za-z0-9._-]{1,63}){0,2}$"
+# Where an endpoint runs: ``cloud/region/zone``, or a prefix of it (``aws``, ``aws/us-east-1``).
+Locality = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=LOCALITY_PATTERN,
+        max_length=191,
+        description="cloud/region/zone, or a prefix of it",
+    ),
+]
 JsonValue = Annotated[object, msgspec.Meta(extra_json_schema={"description": "any JSON value"})]
 
 DEFAULT_PARTITIONS = 4
@@ -211,10 +221,14 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         control: the run-time gates (pause, rate limit, purge); changed only through the
             subscription's control operations, never by replacing its spec.
         filter: an EventBridge-style pattern over the event's attributes, key and payload
-            (see ``delivery/filters.py``); events that do not match are ``filtered`` and
+            (see ``delivery/filters/``); events that do not match are ``filtered`` and
             never pushed. ``None`` delivers every event.
         format: the encoding, schema version and envelope its lambda receives (plain JSON
             as stored by default).
+        locality: the places whose endpoints it prefers, most preferred first, each a
+            ``cloud/region/zone`` label or a prefix of one (``aws/us-east-1``); pushes spill
+            over to the next place as the preferred one loses healthy endpoints (see
+            ``delivery/locality.py``). Empty: the dispatching node's own locality.
     """
 
     name: Name
@@ -233,6 +247,7 @@ class Subscription(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     control: Control = Control()
     format: DeliveryFormat = DeliveryFormat()
     filter: dict[str, JsonValue] | None = None
+    locality: Annotated[list[Locality], msgspec.Meta(max_length=16)] = []
 
     def __post_init__(self) -> None:
         if self.min_concurrency > self.max_concurrency:

@@ -18,7 +18,10 @@ from conveyor.catalog import Catalog
 from conveyor.clock import Clock, SystemClock, to_ms
 from conveyor.cluster import DISPATCH, LeaseManager, parse_roles
 from conveyor.delivery.endpoints import EndpointPool
+from conveyor.delivery.locality import preferences_of
+from conveyor.delivery.prober import Prober
 from conveyor.delivery.push import Pusher
+from conveyor.delivery.releases import Releases
 from conveyor.delivery.signing import Signer
 from conveyor.delivery.transcode import Transcoder
 from conveyor.errors import ConveyorError
@@ -84,7 +87,17 @@ class Node(AsyncResource):
         self.store = store or open_store(settings.store)
         self.metrics = Metrics()
         self.catalog = Catalog(self.store)
-        self.pool = EndpointPool(self.clock)
+        self.pool = EndpointPool(
+            self.clock, health=settings.health, preference=preferences_of(settings.locality)
+        )
+        # Releases route pushes between a lambda's versions (canaries) and decide them.
+        self.releases = Releases(
+            self.store,
+            self.clock,
+            self.metrics,
+            live_versions=lambda name: {e.version for e in self.pool.endpoints(name)},
+        )
+        self.pool.set_router(self.releases)
         self.registry = SchemaRegistry(self.store, self.clock)
         self.pusher = Pusher(
             transcoder=Transcoder(self.registry, self.catalog),
@@ -126,6 +139,7 @@ class Node(AsyncResource):
             self.store, self.catalog, self.clock, on_redrive=self.dispatcher.redrive_requested
         )
         self.catalog.listen(self.dispatcher.put, self.dispatcher.remove)
+        self._prober = Prober(self.pool, self.clock)
         self.roles = parse_roles(settings.roles)
         self.node_id = settings.node_id or default_node_id(settings.port)
         self.leases: LeaseManager | None = None
@@ -153,7 +167,10 @@ class Node(AsyncResource):
         await self.store.open()
         await self.catalog.load()
         for e in await self.store.list_endpoints():
-            self.pool.restore(e.lambda_name, e.id, e.url, e.expires_ms / 1000, e.concurrency)
+            self.pool.restore(e)
+        # After the endpoints: a versioned endpoint's release is stored before it, so every
+        # endpoint read has its release read too.
+        await self.releases.load()
         if self.leases is not None:
             # The first round takes what this node may hold before any runner starts.
             await self.leases.round()
@@ -183,6 +200,9 @@ class Node(AsyncResource):
             # included); dispatch nodes also load the rest from the store.
             tg.create_task(self.timers.run())
             tg.create_task(self._sweep_loop())
+            tg.create_task(self.releases.run(self._stop))
+            if DISPATCH in self.roles and self.settings.health.probe_interval > 0:
+                tg.create_task(self._prober.run(self._stop))
             if self.leases is not None:
                 tg.create_task(self.leases.run())
                 tg.create_task(self._sync_loop())
@@ -196,10 +216,10 @@ class Node(AsyncResource):
                 return
             try:
                 await self.catalog.refresh()
-                self.pool.sync(
-                    [(e.lambda_name, e.id, e.url, e.expires_ms / 1000, e.concurrency)
-                     for e in await self.store.list_endpoints()]
-                )  # fmt: skip
+                # Endpoints first, then releases: an endpoint's release is stored before it.
+                endpoints = await self.store.list_endpoints()
+                await self.releases.refresh()
+                self.pool.sync(endpoints)
             except ConveyorError as error:
                 log.warning("catching up with the cluster failed: %s", error)
 
@@ -215,7 +235,7 @@ class Node(AsyncResource):
                     now_ms, int(self.settings.dedup_window_seconds * 1000)
                 )
                 for e in await self.store.list_endpoints():
-                    if e.expires_ms < now_ms - ENDPOINT_FORGET_MS:
+                    if not e.static and e.expires_ms < now_ms - ENDPOINT_FORGET_MS:
                         await self.store.delete_endpoint(e.lambda_name, e.id)
             except ConveyorError as error:
                 log.warning("housekeeping failed: %s", error)
@@ -224,11 +244,55 @@ class Node(AsyncResource):
                     log.info("housekeeping removed %d rows", removed)
 
     async def register_endpoint(
-        self, lambda_name: str, endpoint_id: str, url: str, ttl: float, concurrency: int
+        self,
+        lambda_name: str,
+        endpoint_id: str,
+        url: str,
+        ttl: float,
+        concurrency: int,
+        *,
+        locality: str = "",
+        version: str = "",
+        static: bool = False,
+        health_url: str = "",
     ) -> Endpoint:
-        """Register or renew a worker's endpoint, durably."""
-        state = self.pool.register(lambda_name, endpoint_id, url, ttl, concurrency)
-        endpoint = Endpoint(lambda_name, endpoint_id, url, to_ms(state.expires_at), concurrency)
+        """Register or renew a worker's endpoint (or add a static one), durably.
+
+        Args:
+            lambda_name: the lambda it serves.
+            endpoint_id: its id, stable across renewals.
+            url: where pushes are POSTed.
+            ttl: seconds it lives without renewal (ignored for a static endpoint).
+            concurrency: events it runs at once (a hint for balancing).
+            locality: where it runs, ``cloud/region/zone``.
+            version: the version of the lambda it runs.
+            static: added by hand: it never expires.
+            health_url: where active probes GET its health (``""``: not probed).
+        """
+        # A new version's release (a canary) is durable before its endpoint gets a push.
+        await self.releases.seen(lambda_name, version)
+        state = self.pool.register(
+            lambda_name,
+            endpoint_id,
+            url,
+            ttl,
+            concurrency,
+            locality=locality,
+            version=version,
+            static=static,
+            health_url=health_url,
+        )
+        endpoint = Endpoint(
+            lambda_name,
+            endpoint_id,
+            url,
+            to_ms(state.expires_at),
+            concurrency,
+            locality,
+            version,
+            static,
+            health_url,
+        )
         await self.store.put_endpoint(endpoint)
         return endpoint
 

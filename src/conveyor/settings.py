@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from conveyor.delivery.health import HealthPolicy
+
 DEFAULT_PORT = 8400
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -33,6 +35,9 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
         heads_interval: seconds between reads of partition heads appended by other nodes.
         signing_secrets: sign every push with these (Standard Webhooks, ``whsec_…``; two
             while rotating); empty sends pushes unsigned.
+        locality: where this node runs, ``cloud/region/zone``: subscriptions that state no
+            locality preference prefer endpoints in its zone, then region, then cloud.
+        health: outlier detection and active health probes of endpoints.
     """
 
     store: str = "conveyor.db"
@@ -51,6 +56,8 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     sync_interval: float = 1.0
     heads_interval: float = 0.02
     signing_secrets: tuple[str, ...] = ()
+    locality: str = ""
+    health: HealthPolicy = HealthPolicy()
 
     @property
     def clustered(self) -> bool:

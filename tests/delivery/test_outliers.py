@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections import Counter
 
 from conveyor.clock import FakeClock
-from conveyor.delivery.endpoints import (
-    BASE_EJECTION,
-    CONSECUTIVE_FAILURES,
-    MAX_EJECTION,
-    EndpointPool,
-    EndpointState,
-)
+from conveyor.delivery.endpoints import EndpointPool, EndpointState
+from conveyor.delivery.health import HealthPolicy
+
+POLICY = HealthPolicy()
+BASE_EJECTION = POLICY.ejection_time
+CONSECUTIVE_FAILURES = POLICY.consecutive_failures
+MAX_EJECTION = POLICY.max_ejection_time
 
 LAMBDA = "worker"
 

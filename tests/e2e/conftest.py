@@ -60,9 +60,10 @@ class Proc:
         return self.log.read_text(errors="replace")
 
 
-def start_worker(args: list[str], tmp: Path, env: dict[str, str]) -> Proc:
-    """A ``conveyor worker`` process (run in tests/e2e), once it says it is serving."""
-    proc = Proc([str(BIN / "conveyor"), "worker", *args], tmp / "worker.log", env, HERE)
+def start_worker(args: list[str], tmp: Path, env: dict[str, str], log: str = "worker.log") -> Proc:
+    """A ``conveyor worker`` process (run in tests/e2e), once it says it is serving (in its
+    own log: a log shared with an earlier worker would say so at once)."""
+    proc = Proc([str(BIN / "conveyor"), "worker", *args], tmp / log, env, HERE)
     deadline = time.monotonic() + START_TIMEOUT
     while "serving" not in proc.output():
         if not proc.alive() or time.monotonic() > deadline:
@@ -84,6 +85,7 @@ class Platform:
         self.workers: list[Proc] = []
         self.record = tmp / "record.jsonl"
         self.env = {**os.environ, "RECORD_FILE": str(self.record), "PYTHONUNBUFFERED": "1"}
+        self.serve_args: list[str] = []  # extra ``conveyor serve`` options
 
     def start(self) -> None:
         ready = self.tmp / "ready"
@@ -98,6 +100,7 @@ class Platform:
                 str(self.port),
                 "--ready-file",
                 str(ready),
+                *self.serve_args,
             ],
             self.tmp / "serve.log",
             self.env,
@@ -109,8 +112,15 @@ class Platform:
                 raise RuntimeError("conveyor serve did not start:\n" + self.proc.output())
             time.sleep(0.05)
 
-    def worker(self, ref: str = "e2e_lambdas:app", *extra: str) -> Proc:
-        proc = start_worker([ref, "--server", self.url, *extra], self.tmp, self.env)
+    def worker(
+        self, ref: str = "e2e_lambdas:app", *extra: str, env: dict[str, str] | None = None
+    ) -> Proc:
+        proc = start_worker(
+            [ref, "--server", self.url, *extra],
+            self.tmp,
+            {**self.env, **(env or {})},
+            log=f"worker{len(self.workers)}.log",
+        )
         self.workers.append(proc)
         return proc
 

@@ -31,7 +31,14 @@ async def test_a_worker_creates_a_missing_topic_then_registers_subscription_and_
     # When
     async with (
         FakePlatform() as platform,
-        Worker(app, server=platform.url, concurrency=7, clock=FakeClock()) as worker,
+        Worker(
+            app,
+            server=platform.url,
+            concurrency=7,
+            clock=FakeClock(),
+            locality="gcp/europe-west1/europe-west1-b",
+            version="2.1.0",
+        ) as worker,
     ):
         endpoint = f"/v1/lambdas/billing/endpoints/{worker.endpoint_id}"
         calls = [(c.method, c.path) for c in platform.calls]
@@ -49,7 +56,14 @@ async def test_a_worker_creates_a_missing_topic_then_registers_subscription_and_
         assert subscription.lambda_name == "billing"
         assert subscription.max_batch == 50
         registration = msgspec.json.decode(platform.calls[3].body, type=EndpointRegistration)
-        assert registration == EndpointRegistration(url=worker.url, ttl_seconds=15.0, concurrency=7)
+        assert registration == EndpointRegistration(
+            url=worker.url,
+            ttl_seconds=15.0,
+            concurrency=7,
+            locality="gcp/europe-west1/europe-west1-b",
+            version="2.1.0",
+            health_url=worker.url.replace("/conveyor/push", "/conveyor/health"),
+        )
 
 
 async def test_a_missing_topic_is_created_along_with_its_dead_letter_topic() -> None:

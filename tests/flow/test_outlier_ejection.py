@@ -8,9 +8,11 @@ from node_harness import LAMBDA, SUB, advance_to, publish, request, running_node
 from push_double import PushEndpoint, Reply
 
 from conveyor.clock import FakeClock
-from conveyor.delivery.endpoints import BASE_EJECTION
+from conveyor.delivery.health import HealthPolicy
 from conveyor.delivery.protocol import PushRequest
 from conveyor.model import RetryPolicy
+
+BASE_EJECTION = HealthPolicy().ejection_time
 
 
 def failing(request: PushRequest, number: int) -> Reply:

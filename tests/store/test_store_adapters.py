@@ -15,7 +15,15 @@ from conveyor._ids import new_id
 from conveyor.errors import Conflict, StoreUnavailable
 from conveyor.model import Attempt, Outcome, Subscription, Topic
 from conveyor.node import open_store
-from conveyor.store.base import CursorState, DeliveryRow, GroupCommit, NewEvent, Progress, Store
+from conveyor.store.base import (
+    CursorState,
+    DeliveryRow,
+    Endpoint,
+    GroupCommit,
+    NewEvent,
+    Progress,
+    Store,
+)
 from conveyor.store.sql import SqlStore
 
 NOW_MS = 1_700_000_000_000
@@ -610,3 +618,30 @@ async def test_a_failed_commit_fails_every_operation_with_store_unavailable() ->
     never: Awaitable[int] = commit.submit(lambda: 3)
     with pytest.raises(StoreUnavailable, match="closed"):
         await never
+
+
+async def test_endpoints_keep_their_place_version_health_url_and_static_flag(
+    store: Store, store_url: str
+) -> None:
+    # Given a worker's endpoint and a static one
+    worker = Endpoint(
+        "billing", "w1", "http://10.0.0.5:9000/push", NOW_MS + 15_000, 16,
+        "aws/us-east-1/us-east-1a", "2.1.0", False, "http://10.0.0.5:9000/health",
+    )  # fmt: skip
+    static = Endpoint("billing", "svc", "https://billing.internal/push", 0, 64, static=True)
+    await store.put_endpoint(worker)
+    await store.put_endpoint(static)
+    # When the worker moves and upgrades, and the store is reopened
+    moved = Endpoint(
+        "billing", "w1", "http://10.0.0.5:9000/push", NOW_MS + 30_000, 16,
+        "aws/us-east-1/us-east-1b", "2.2.0", False, "http://10.0.0.5:9000/health",
+    )  # fmt: skip
+    await store.put_endpoint(moved)
+    again = await reopened(store, store_url)
+    try:
+        # Then
+        assert sorted(await again.list_endpoints(), key=lambda e: e.id) == [static, moved]
+        assert await again.delete_endpoint("billing", "svc")
+        assert await again.list_endpoints() == [moved]
+    finally:
+        await again.aclose()

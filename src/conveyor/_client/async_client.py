@@ -15,6 +15,7 @@ from conveyor._client.dlq import listing_query, selection
 from conveyor._client.errors import error_from_answer
 from conveyor._client.http import Answer, HttpSession, _segment
 from conveyor._client.publish import build_request, encode_payload, request_from_mapping
+from conveyor._client.releases import ReleaseMethods
 from conveyor._resource import AsyncResource
 from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
 from conveyor.api.registry_schemas import (
@@ -82,7 +83,7 @@ _SETTING = msgspec.json.Decoder(CompatibilitySetting)
 _HEADER_TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+", re.ASCII)
 
 
-class AsyncClient(AsyncResource):
+class AsyncClient(ReleaseMethods, AsyncResource):
     """A client of one Conveyor node, over one pooled keep-alive HTTP session.
 
     Use it as an async context manager, or call :meth:`aclose` when done. Every method may
@@ -216,6 +217,7 @@ class AsyncClient(AsyncResource):
         control: Control | None = None,
         format: DeliveryFormat | None = None,  # the wire's name
         filter: Mapping[str, object] | None = None,  # the wire's name
+        locality: Sequence[str] = (),
     ) -> SubscriptionInfo:
         """Subscribe a lambda to a topic; see :class:`~conveyor.model.Subscription`.
 
@@ -239,6 +241,8 @@ class AsyncClient(AsyncResource):
                 version); plain JSON as stored when ``None``.
             filter: an EventBridge-style pattern; events that do not match are never
                 pushed (docs/flow-control.md).
+            locality: the places whose endpoints it prefers, most preferred first
+                (``cloud/region/zone`` or a prefix); empty: the dispatching node's own.
 
         Raises:
             NotFound: the topic (or dead-letter topic) does not exist.
@@ -265,6 +269,7 @@ class AsyncClient(AsyncResource):
             control=control if control is not None else Control(),
             format=format if format is not None else DeliveryFormat(),
             filter=None if filter is None else dict(filter),
+            locality=list(locality),
         )
         answer = await self._http.request("POST", ["subscriptions"], subscription)
         return self._http.decode(answer, _SUBSCRIPTION)
@@ -491,8 +496,13 @@ class AsyncClient(AsyncResource):
         *,
         ttl_seconds: float = 15.0,
         concurrency: int = 64,
+        locality: str = "",
+        version: str = "",
+        static: bool = False,
+        health_url: str = "",
     ) -> EndpointInfo:
-        """Register a worker's endpoint for a lambda, or renew it (a heartbeat).
+        """Register a worker's endpoint for a lambda, or renew it (a heartbeat); or add a
+        static endpoint by URL (``static=True``: it never expires).
 
         Args:
             lambda_name: the lambda it serves.
@@ -500,15 +510,25 @@ class AsyncClient(AsyncResource):
             url: where pushes are POSTed.
             ttl_seconds: the endpoint expires when not renewed within this time.
             concurrency: events the worker runs at once (a hint for balancing).
+            locality: where it runs, ``cloud/region/zone`` (or a prefix).
+            version: the version of the lambda it runs (a new one starts a release).
+            static: added by hand: it never expires and needs no heartbeat.
+            health_url: where the platform's active probes GET its health.
 
         Raises:
             InvalidRequest: a value breaks a rule.
 
         Returns:
-            The endpoint, with its expiry.
+            The endpoint, with its expiry and health.
         """
         registration = EndpointRegistration(
-            url=url, ttl_seconds=ttl_seconds, concurrency=concurrency
+            url=url,
+            ttl_seconds=ttl_seconds,
+            concurrency=concurrency,
+            locality=locality,
+            version=version,
+            static=static,
+            health_url=health_url,
         )
         answer = await self._http.request(
             "PUT", ["lambdas", lambda_name, "endpoints", endpoint_id], registration

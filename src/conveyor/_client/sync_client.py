@@ -16,6 +16,7 @@ from conveyor.api.registry_schemas import (
     SchemaView,
     SubjectView,
 )
+from conveyor.api.release_schemas import LambdaReleases, ReleasePolicy
 from conveyor.api.schemas import (
     BatchPublishResult,
     EndpointInfo,
@@ -169,6 +170,7 @@ class Client:
         control: Control | None = None,
         format: DeliveryFormat | None = None,  # the wire's name
         filter: Mapping[str, object] | None = None,  # the wire's name
+        locality: Sequence[str] = (),
     ) -> SubscriptionInfo:
         """See :meth:`AsyncClient.create_subscription`."""
         return self._run(
@@ -189,6 +191,7 @@ class Client:
                 control=control,
                 format=format,
                 filter=filter,
+                locality=locality,
             )
         )
 
@@ -280,11 +283,23 @@ class Client:
         *,
         ttl_seconds: float = 15.0,
         concurrency: int = 64,
+        locality: str = "",
+        version: str = "",
+        static: bool = False,
+        health_url: str = "",
     ) -> EndpointInfo:
         """See :meth:`AsyncClient.register_endpoint`."""
         return self._run(
             self._client.register_endpoint(
-                lambda_name, endpoint_id, url, ttl_seconds=ttl_seconds, concurrency=concurrency
+                lambda_name,
+                endpoint_id,
+                url,
+                ttl_seconds=ttl_seconds,
+                concurrency=concurrency,
+                locality=locality,
+                version=version,
+                static=static,
+                health_url=health_url,
             )
         )
 
@@ -350,6 +365,27 @@ class Client:
                 subscription, event_ids, all=all, since=since, until=until, error=error
             )
         )
+
+    # -- releases --------------------------------------------------------------------------
+    def list_releases(self, lambda_name: str) -> LambdaReleases:
+        """See :meth:`AsyncClient.list_releases`."""
+        return self._run(self._client.list_releases(lambda_name))
+
+    def promote_release(self, lambda_name: str, version: str) -> LambdaReleases:
+        """See :meth:`AsyncClient.promote_release`."""
+        return self._run(self._client.promote_release(lambda_name, version))
+
+    def rollback_release(self, lambda_name: str, version: str) -> LambdaReleases:
+        """See :meth:`AsyncClient.rollback_release`."""
+        return self._run(self._client.rollback_release(lambda_name, version))
+
+    def get_release_policy(self, lambda_name: str) -> ReleasePolicy:
+        """See :meth:`AsyncClient.get_release_policy`."""
+        return self._run(self._client.get_release_policy(lambda_name))
+
+    def set_release_policy(self, lambda_name: str, policy: ReleasePolicy) -> ReleasePolicy:
+        """See :meth:`AsyncClient.set_release_policy`."""
+        return self._run(self._client.set_release_policy(lambda_name, policy))
 
     # -- schema registry -------------------------------------------------------------------
     def register_schema(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,6 +15,7 @@ from conveyor.api._routing import read_body as _body
 from conveyor.api.routes_control import CONTROL_ROUTES
 from conveyor.api.routes_dlq import DLQ_ROUTES
 from conveyor.api.routes_registry import REGISTRY_ROUTES
+from conveyor.api.routes_releases import RELEASE_ROUTES
 from conveyor.api.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
@@ -27,10 +30,11 @@ from conveyor.api.schemas import (
     PublishResult,
     SubscriptionInfo,
 )
+from conveyor.delivery.endpoints import EndpointState
 from conveyor.delivery.transcode import check_format
 from conveyor.errors import Conflict, InvalidRequest, NotFound
 from conveyor.frontend.formats import relocate, requests_from_http
-from conveyor.model import Subscription, Topic
+from conveyor.model import NAME_PATTERN, Subscription, Topic, is_valid_name
 from conveyor.node import Node
 
 __all__ = ["NODE", "ROUTES", "Route"]
@@ -203,10 +207,24 @@ async def register_endpoint(request: web.Request) -> web.Response:
     node = request.app[NODE]
     reg = await _body(request, EndpointRegistration)
     lambda_name, endpoint_id = request.match_info["lambda"], request.match_info["id"]
-    endpoint = await node.register_endpoint(
-        lambda_name, endpoint_id, reg.url, reg.ttl_seconds, reg.concurrency
+    for what, name in (("lambda", lambda_name), ("id", endpoint_id)):
+        if not is_valid_name(name):
+            raise InvalidRequest(
+                f"{what} {name!r} must match {NAME_PATTERN}", field=what, rule="pattern"
+            )
+    await node.register_endpoint(
+        lambda_name,
+        endpoint_id,
+        reg.url,
+        reg.ttl_seconds,
+        reg.concurrency,
+        locality=reg.locality,
+        version=reg.version,
+        static=reg.static,
+        health_url=reg.health_url,
     )
-    return _json(_endpoint_info(node, lambda_name, endpoint_id, endpoint.url, endpoint.expires_ms))
+    state = next(e for e in node.pool.endpoints(lambda_name) if e.id == endpoint_id)
+    return _json(_endpoint_info(node, state))
 
 
 async def deregister_endpoint(request: web.Request) -> web.Response:
@@ -216,25 +234,31 @@ async def deregister_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _endpoint_info(
-    node: Node, lambda_name: str, eid: str, url: str, expires_ms: int
-) -> EndpointInfo:
-    from datetime import UTC, datetime
-
-    state = next((e for e in node.pool.endpoints(lambda_name) if e.id == eid), None)
-    ejected = state is not None and state.ejected_until > node.clock.now()
+def _endpoint_info(node: Node, state: EndpointState) -> EndpointInfo:
+    now = node.clock.now()
+    ejected = state.ejected_until > now
     return EndpointInfo(
-        lambda_name=lambda_name,
-        id=eid,
-        url=url,
-        expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
-        in_flight=state.in_flight if state else 0,
-        ejected_until=datetime.fromtimestamp(state.ejected_until, tz=UTC)
-        if state is not None and ejected
-        else None,
-        ejections=state.ejections if state else 0,
-        consecutive_failures=state.consecutive_failures if state else 0,
+        lambda_name=state.lambda_name,
+        id=state.id,
+        url=state.url,
+        expires_at=None if state.static else _time(state.expires_at),
+        in_flight=state.in_flight,
+        locality=state.locality,
+        version=state.version,
+        static=state.static,
+        healthy=state.healthy(now),
+        ejected_until=_time(state.ejected_until) if ejected else None,
+        ejections=state.ejections,
+        consecutive_failures=state.consecutive_failures,
+        probe_healthy=state.probe_healthy,
+        last_probe_error=state.last_probe_error,
+        pushes=state.pushes,
+        failures=state.failures,
     )
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 async def list_lambdas(request: web.Request) -> web.Response:
@@ -242,13 +266,7 @@ async def list_lambdas(request: web.Request) -> web.Response:
     names = sorted({s.lambda_name for s in node.catalog.subscriptions()} | set(node.pool.lambdas()))
     return _json(
         [
-            LambdaInfo(
-                name,
-                [
-                    _endpoint_info(node, name, e.id, e.url, int(e.expires_at * 1000))
-                    for e in node.pool.endpoints(name)
-                ],
-            )
+            LambdaInfo(name, [_endpoint_info(node, e) for e in node.pool.endpoints(name)])
             for name in names
         ]
     )
@@ -404,4 +422,5 @@ ROUTES: tuple[Route, ...] = (
     *CONTROL_ROUTES,
     *DLQ_ROUTES,
     *REGISTRY_ROUTES,
+    *RELEASE_ROUTES,
 )

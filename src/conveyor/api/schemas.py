@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from conveyor.model import Name, Outcome, Priority, Subscription, Topic
+from conveyor.model import LOCALITY_PATTERN, Name, Outcome, Priority, Subscription, Topic
 
 MAX_KEY_LENGTH = 1024
 MAX_ATTRIBUTES = 64
@@ -213,26 +213,42 @@ class EventView(msgspec.Struct, omit_defaults=True):
 
 
 class EndpointRegistration(msgspec.Struct, forbid_unknown_fields=True):
-    """A worker's endpoint, registered (and renewed by heartbeat) for one lambda.
+    """A worker's endpoint, registered (and renewed by heartbeat) for one lambda, or a static
+    endpoint added by URL.
 
     Attributes:
         url: where pushes are POSTed, e.g. ``http://127.0.0.1:9000/conveyor/push``.
         ttl_seconds: the endpoint expires when not renewed within this time.
         concurrency: events the worker runs at once (a hint for balancing).
+        locality: where it runs, ``cloud/region/zone`` (or a prefix; empty: unknown).
+        version: the version of the lambda it runs (empty: unversioned); a new version
+            starts a release (see docs/releases.md).
+        static: added by hand: it never expires and needs no heartbeat.
+        health_url: where the platform's active probes GET its health (empty: not probed).
     """
 
     url: Annotated[str, msgspec.Meta(pattern=r"^https?://", max_length=2048)]
     ttl_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    locality: Annotated[str, msgspec.Meta(pattern=f"^$|{LOCALITY_PATTERN}", max_length=191)] = ""
+    version: Annotated[str, msgspec.Meta(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")] = ""
+    static: bool = False
+    health_url: Annotated[str, msgspec.Meta(pattern=r"^$|^https?://", max_length=2048)] = ""
 
 
 class EndpointInfo(msgspec.Struct):
     """A registered endpoint, with its health on the answering node.
 
     Attributes:
+        expires_at: when it expires unless renewed (``None`` for a static endpoint).
+        healthy: neither ejected nor failing its health probes, on the answering node.
         ejected_until: while set, outlier detection keeps pushes away from it.
         ejections: how often it was ejected (each ejection lasts longer).
         consecutive_failures: failed pushes in a row.
+        probe_healthy: what the active health probes last concluded.
+        last_probe_error: why the last probe failed (empty when it passed).
+        pushes: pushes made to it by the answering node.
+        failures: connections to it that failed.
     """
 
     lambda_name: str = msgspec.field(name="lambda")
@@ -240,9 +256,17 @@ class EndpointInfo(msgspec.Struct):
     url: str = ""
     expires_at: datetime | None = None
     in_flight: int = 0
+    locality: str = ""
+    version: str = ""
+    static: bool = False
+    healthy: bool = True
     ejected_until: datetime | None = None
     ejections: int = 0
     consecutive_failures: int = 0
+    probe_healthy: bool = True
+    last_probe_error: str = ""
+    pushes: int = 0
+    failures: int = 0
 
 
 class LambdaInfo(msgspec.Struct):

@@ -1,50 +1,67 @@
 """The endpoint pool: each lambda's live push endpoints, and the choice among them.
 
-Workers register an endpoint with a TTL and renew it by heartbeat; an endpoint not renewed in
-time is no longer chosen. Choice is least outstanding requests among two picked at random
-(power of two choices), which spreads load without herding on one fast host. An endpoint whose
-connection failed is set aside for a short cool-down.
+Workers register an endpoint with a TTL, a locality label and the version they run, and renew
+it by heartbeat; an endpoint not renewed in time is no longer chosen. Static endpoints are
+added by URL and never expire. The choice for each push goes, in order:
 
-Passive outlier detection, as Envoy does it: ``CONSECUTIVE_FAILURES`` failed pushes in a row
-(timeouts, HTTP errors, broken connections) eject an endpoint for ``BASE_EJECTION`` seconds
-times the number of times it was ejected (at most ``MAX_EJECTION``); it comes back by itself
-when the time is up. At most ``MAX_EJECTED_SHARE`` of a lambda's endpoints are ejected at once,
-and when fewer than ``PANIC_THRESHOLD`` of them are healthy, ejection is ignored and every live
-endpoint is used (a broken detector must not take a whole lambda down).
+1. **Version** (releases): a version under trial (a canary) gets its share of pushes, the
+   others go to the stable endpoints; rolled-back versions get none (``VersionRouter``).
+2. **Locality**: the subscription's preferred places, with spill-over by health
+   (``delivery/locality.py``).
+3. **Health**: ejected or probe-failing endpoints are skipped, unless too few are healthy
+   (panic; ``delivery/health.py``).
+4. **Balance**: least outstanding requests (relative to each worker's concurrency) between
+   two endpoints picked at random: the power of two choices, which spreads load without
+   herding on one fast host.
+
+An endpoint whose connection failed is set aside for a short cool-down.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from conveyor.clock import Clock
+from conveyor.delivery.health import EndpointState, HealthPolicy, OutlierDetector
+from conveyor.delivery.locality import level_loads, levels, pick_level
+from conveyor.store.base import Endpoint
+
+__all__ = ["EndpointPool", "EndpointState", "VersionRouter", "VersionSplit"]
 
 CONNECT_FAILURE_COOLDOWN = 1.0
-CONSECUTIVE_FAILURES = 5
-BASE_EJECTION = 30.0  # seconds
-MAX_EJECTION = 300.0  # seconds
-MAX_EJECTED_SHARE = 0.5
-PANIC_THRESHOLD = 0.5
 
 
-@dataclass(slots=True)
-class EndpointState:
-    """One registered endpoint and its live figures."""
+@dataclass(frozen=True, slots=True)
+class VersionSplit:
+    """How a lambda's pushes are split between its versions.
 
-    lambda_name: str
-    id: str
-    url: str
-    expires_at: float
-    concurrency: int
-    in_flight: int = 0
-    down_until: float = 0.0
-    pushes: int = 0
-    failures: int = 0
-    consecutive_failures: int = 0
-    ejections: int = 0
-    ejected_until: float = 0.0
+    Attributes:
+        canary: the version under trial, or ``None``.
+        share: the share of pushes the canary gets (0 to 1).
+        excluded: versions that get no pushes at all (rolled back).
+    """
+
+    canary: str | None = None
+    share: float = 0.0
+    excluded: frozenset[str] = field(default_factory=frozenset)
+
+
+NO_SPLIT = VersionSplit()
+
+
+class VersionRouter(Protocol):
+    """What the pool asks about releases, and tells them about every push."""
+
+    def split(self, lambda_name: str) -> VersionSplit:
+        """The current split of the lambda's pushes between versions."""
+        ...
+
+    def record(self, lambda_name: str, version: str, ok: bool, latency: float, events: int) -> None:
+        """A push to an endpoint of ``version`` ended: ``ok`` when every event succeeded."""
+        ...
 
 
 class EndpointPool:
@@ -53,66 +70,110 @@ class EndpointPool:
     Args:
         clock: the source of time for expiry and cool-downs.
         on_change: called with a lambda's name when its endpoints change.
+        health: the outlier-detection and probe thresholds.
+        preference: the localities preferred when a subscription states none (the node's own).
     """
 
-    def __init__(self, clock: Clock, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        on_change: Callable[[str], None] | None = None,
+        *,
+        health: HealthPolicy | None = None,
+        preference: Sequence[str] = (),
+    ) -> None:
         self._clock = clock
         self._by_lambda: dict[str, dict[str, EndpointState]] = {}
         self._on_change = on_change
         self._rng = random.Random()
+        self.detector = OutlierDetector(health or HealthPolicy(), clock)
+        self.default_preference = list(preference)
+        self._router: VersionRouter | None = None
 
     def set_listener(self, on_change: Callable[[str], None]) -> None:
         """Set the callback told of a lambda's endpoint changes."""
         self._on_change = on_change
 
+    def set_router(self, router: VersionRouter) -> None:
+        """Route pushes between versions of a lambda by ``router`` (releases)."""
+        self._router = router
+
+    # -- membership ---------------------------------------------------------------------------
     def register(
-        self, lambda_name: str, endpoint_id: str, url: str, ttl: float, concurrency: int
+        self,
+        lambda_name: str,
+        endpoint_id: str,
+        url: str,
+        ttl: float,
+        concurrency: int,
+        *,
+        locality: str = "",
+        version: str = "",
+        static: bool = False,
+        health_url: str = "",
     ) -> EndpointState:
         """Register or renew an endpoint; returns its state."""
-        endpoints = self._by_lambda.setdefault(lambda_name, {})
         expires = self._clock.now() + ttl
-        state = endpoints.get(endpoint_id)
-        if state is None or state.url != url:
-            state = EndpointState(lambda_name, endpoint_id, url, expires, concurrency)
-            endpoints[endpoint_id] = state
-            self._changed(lambda_name)
-        else:
-            revived = state.expires_at <= self._clock.now()
-            state.expires_at = expires
-            state.concurrency = concurrency
-            if revived:
-                self._changed(lambda_name)
-        return state
-
-    def restore(
-        self, lambda_name: str, endpoint_id: str, url: str, expires_at: float, concurrency: int
-    ) -> None:
-        """Load an endpoint registered before a restart (it expires as registered)."""
-        self._by_lambda.setdefault(lambda_name, {})[endpoint_id] = EndpointState(
-            lambda_name, endpoint_id, url, expires_at, concurrency
+        return self._upsert(
+            Endpoint(
+                lambda_name, endpoint_id, url, 0, concurrency, locality, version, static, health_url
+            ),
+            expires,
+            renew=True,
         )
 
-    def sync(self, known: list[tuple[str, str, str, float, int]]) -> None:
-        """Match the endpoints registered through any node: (lambda, id, url, expires, n).
+    def restore(self, endpoint: Endpoint) -> None:
+        """Load an endpoint registered before a restart (it expires as registered)."""
+        self._upsert(endpoint, endpoint.expires_ms / 1000, renew=False)
+
+    def sync(self, known: list[Endpoint]) -> None:
+        """Match the endpoints registered through any node.
 
         Endpoints renewed elsewhere get their new expiry (their live figures are kept);
         endpoints gone from the store are dropped.
         """
         seen: set[tuple[str, str]] = set()
-        for lambda_name, endpoint_id, url, expires_at, concurrency in known:
-            seen.add((lambda_name, endpoint_id))
-            endpoints = self._by_lambda.setdefault(lambda_name, {})
-            state = endpoints.get(endpoint_id)
-            if state is None or state.url != url:
-                endpoints[endpoint_id] = EndpointState(
-                    lambda_name, endpoint_id, url, expires_at, concurrency
-                )
-                self._changed(lambda_name)
-            elif expires_at > state.expires_at:
-                state.expires_at = expires_at
+        for endpoint in known:
+            seen.add((endpoint.lambda_name, endpoint.id))
+            self._upsert(endpoint, endpoint.expires_ms / 1000, renew=False)
         for lambda_name, endpoints in self._by_lambda.items():
-            for endpoint_id in [e for e in endpoints if (lambda_name, e) not in seen]:
+            gone = [e for e in endpoints if (lambda_name, e) not in seen]
+            for endpoint_id in gone:
                 del endpoints[endpoint_id]
+            if gone:
+                self._changed(lambda_name)
+
+    def _upsert(self, spec: Endpoint, expires: float, *, renew: bool) -> EndpointState:
+        endpoints = self._by_lambda.setdefault(spec.lambda_name, {})
+        state = endpoints.get(spec.id)
+        if state is None or (state.url, state.locality, state.version, state.static) != (
+            spec.url,
+            spec.locality,
+            spec.version,
+            spec.static,
+        ):
+            state = EndpointState(
+                spec.lambda_name,
+                spec.id,
+                spec.url,
+                expires,
+                spec.concurrency,
+                locality=spec.locality,
+                version=spec.version,
+                static=spec.static,
+                health_url=spec.health_url,
+            )
+            endpoints[spec.id] = state
+            self._changed(spec.lambda_name)
+            return state
+        revived = not state.static and state.expires_at <= self._clock.now() < expires
+        if renew or expires > state.expires_at:
+            state.expires_at = expires
+        state.concurrency = spec.concurrency
+        state.health_url = spec.health_url
+        if revived:
+            self._changed(spec.lambda_name)
+        return state
 
     def deregister(self, lambda_name: str, endpoint_id: str) -> bool:
         """Remove an endpoint; returns whether it was there."""
@@ -124,29 +185,77 @@ class EndpointPool:
     def endpoints(self, lambda_name: str) -> list[EndpointState]:
         """The endpoints of a lambda that have not expired."""
         now = self._clock.now()
-        return [e for e in self._by_lambda.get(lambda_name, {}).values() if e.expires_at > now]
+        return [
+            e
+            for e in self._by_lambda.get(lambda_name, {}).values()
+            if e.static or e.expires_at > now
+        ]
+
+    def all_endpoints(self) -> list[EndpointState]:
+        """Every lambda's endpoints that have not expired."""
+        return [e for name in self._by_lambda for e in self.endpoints(name)]
 
     def lambdas(self) -> list[str]:
         """Names of lambdas with at least one endpoint registered (expired or not)."""
         return sorted(self._by_lambda)
 
-    def choose(self, lambda_name: str) -> EndpointState | None:
-        """Pick an endpoint for the next push, or ``None`` when none is usable."""
+    # -- choice -------------------------------------------------------------------------------
+    def choose(
+        self, lambda_name: str, preference: Sequence[str] | None = None
+    ) -> EndpointState | None:
+        """Pick an endpoint for the next push, or ``None`` when none is usable.
+
+        Args:
+            lambda_name: the lambda pushed to.
+            preference: the subscription's preferred localities, most preferred first
+                (``None`` or empty: the node's own).
+        """
         now = self._clock.now()
-        live = [
-            e
-            for e in self._by_lambda.get(lambda_name, {}).values()
-            if e.expires_at > now and e.down_until <= now
-        ]
+        live = [e for e in self._by_lambda.get(lambda_name, {}).values() if e.live(now)]
         if not live:
             return None
-        healthy = [e for e in live if e.ejected_until <= now]
-        if len(healthy) >= PANIC_THRESHOLD * len(live):
-            live = healthy  # (below the threshold: panic, every live endpoint is used)
-        if len(live) == 1:
-            return live[0]
-        a, b = self._rng.sample(live, 2)
-        return a if a.in_flight <= b.in_flight else b
+        if self._router is not None:
+            live = self._by_version(lambda_name, live)
+            if not live:
+                return None
+        healthy = [e for e in live if e.healthy(now)]
+        places = preference or self.default_preference
+        if not healthy or len(healthy) < self.detector.policy.panic_threshold * len(live):
+            # Panic: health is ignored, every live endpoint is used (most preferred place first).
+            candidates = levels(live, places)[0] if places else live
+        elif not places:
+            candidates = healthy
+        else:
+            by_level = levels(live, places)
+            ok = [[e for e in level if e.healthy(now)] for level in by_level]
+            if len(ok) > 1:
+                loads = level_loads([len(h) for h in ok], [len(level) for level in by_level])
+                candidates = ok[pick_level(loads, self._rng)]
+            else:
+                candidates = ok[0]
+        if len(candidates) == 1:
+            return candidates[0]
+        a, b = self._rng.sample(candidates, 2)
+        return a if a.in_flight * b.concurrency <= b.in_flight * a.concurrency else b
+
+    def _by_version(self, lambda_name: str, live: list[EndpointState]) -> list[EndpointState]:
+        assert self._router is not None
+        split = self._router.split(lambda_name)
+        if split.excluded:
+            live = [e for e in live if e.version not in split.excluded]
+        if split.canary is None:
+            return live
+        canary = [e for e in live if e.version == split.canary]
+        stable = [e for e in live if e.version != split.canary]
+        if not canary or not stable:
+            return canary or stable  # only one side is up: it takes everything
+        return canary if self._rng.random() < split.share else stable
+
+    def is_canary(self, endpoint: EndpointState) -> bool:
+        """Whether the endpoint runs a version under trial."""
+        if self._router is None or not endpoint.version:
+            return False
+        return self._router.split(endpoint.lambda_name).canary == endpoint.version
 
     def next_change(self, lambda_name: str) -> float | None:
         """The earliest time an endpoint of the lambda comes back from a cool-down."""
@@ -154,34 +263,40 @@ class EndpointPool:
         times = [
             t
             for e in self._by_lambda.get(lambda_name, {}).values()
-            if e.expires_at > now
+            if e.static or e.expires_at > now
             for t in (e.down_until, e.ejected_until)
             if t > now
         ]
         return min(times) if times else None
 
-    def report(self, endpoint: EndpointState, ok: bool) -> None:
-        """Record a push's outcome: a failure (no answer, HTTP error, broken connection)
-        counts towards ejection, a success resets the count."""
-        if ok:
-            endpoint.consecutive_failures = 0
-            return
-        endpoint.consecutive_failures += 1
-        if endpoint.consecutive_failures >= CONSECUTIVE_FAILURES:
-            self._eject(endpoint)
+    # -- outcomes -----------------------------------------------------------------------------
+    def report(
+        self, endpoint: EndpointState, ok: bool, latency: float = 0.0, events: int = 1
+    ) -> None:
+        """Record a push's outcome.
 
-    def _eject(self, endpoint: EndpointState) -> None:
-        now = self._clock.now()
-        if endpoint.ejected_until > now:
-            return
-        live = self.endpoints(endpoint.lambda_name)
-        ejected = sum(1 for e in live if e.ejected_until > now)
-        if (ejected + 1) > MAX_EJECTED_SHARE * len(live) and len(live) > 1:
-            return  # the share ejected at once is capped
-        endpoint.ejections += 1
-        endpoint.consecutive_failures = 0
-        endpoint.ejected_until = now + min(MAX_EJECTION, BASE_EJECTION * endpoint.ejections)
-        self._changed(endpoint.lambda_name)
+        Args:
+            endpoint: the endpoint pushed to.
+            ok: whether the push got an answer: a failure (no answer, HTTP error, broken
+                connection) counts towards ejection, a success resets the count.
+            latency: seconds from the push to its answer.
+            events: events in the push.
+        """
+        if self.detector.outcome(endpoint, ok, self.endpoints(endpoint.lambda_name)):
+            self._changed(endpoint.lambda_name)
+
+    def report_release(
+        self, endpoint: EndpointState, ok: bool, latency: float, events: int
+    ) -> None:
+        """Tell releases how a push to the endpoint's version went (``ok``: every event
+        succeeded)."""
+        if self._router is not None:
+            self._router.record(endpoint.lambda_name, endpoint.version, ok, latency, events)
+
+    def probed(self, endpoint: EndpointState, ok: bool, error: str = "") -> None:
+        """Record an active health probe's result."""
+        if self.detector.probed(endpoint, ok, error):
+            self._changed(endpoint.lambda_name)
 
     def connect_failed(self, endpoint: EndpointState) -> None:
         """Set an endpoint aside after its connection failed."""

@@ -4,8 +4,8 @@ Lifecycle::
 
     start ─► serve + register ─► (heartbeat every ttl/3) ─► drain ─► closed
                                                              │
-                    deregister, answer new pushes 503 ◄──────┘
-                    wait for in-flight pushes, close
+           deregister, then answer new pushes 503 ◄──────────┘
+           wait for in-flight pushes, close
 
 Invariant: a push accepted before the drain began is answered (unless ``drain_timeout``
 passes first); a push that arrives after it is refused with 503 and ``Retry-After``, which the
@@ -113,6 +113,8 @@ class Worker(AsyncResource):
         ttl_seconds: the endpoint registration's time to live.
         signing_secrets: accept only pushes signed with one of these (``whsec_…``, one or
             two while rotating); ``None`` accepts unsigned pushes.
+        locality: where this worker runs, ``cloud/region/zone`` (for locality-aware routing).
+        version: the version of the lambda it runs (a new one starts a release).
 
     Raises:
         ValueError: an argument is out of range.
@@ -133,6 +135,8 @@ class Worker(AsyncResource):
         drain_timeout: float = DRAIN_TIMEOUT,
         ttl_seconds: float = ENDPOINT_TTL,
         signing_secrets: Sequence[str] | None = None,
+        locality: str = "",
+        version: str = "",
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -150,6 +154,8 @@ class Worker(AsyncResource):
         self._connect_timeout = connect_timeout
         self._drain_timeout = drain_timeout
         self._ttl = ttl_seconds
+        self._locality = locality
+        self._version = version
         self._gate = _Gate(concurrency)
         self._verifier = None if not signing_secrets else Verifier(signing_secrets)
         self._port: int | None = None
@@ -230,17 +236,20 @@ class Worker(AsyncResource):
     async def drain(self) -> None:
         """Stop gracefully, then release everything; idempotent.
 
-        Deregisters the endpoint, refuses new pushes with 503, waits (up to ``drain_timeout``)
-        for every accepted push to be answered, then closes the server.
+        Deregisters the endpoint, then refuses new pushes with 503, waits (up to
+        ``drain_timeout``) for every accepted push to be answered, then closes the server.
         """
         async with self._drain_lock:
             if self._stack is None:
                 return
             try:
-                self._draining = True
+                # Deregister first, still accepting pushes, so the platform stops choosing
+                # this endpoint before any push is refused: a refusal (a throttle) would pause
+                # the whole subscription for a second, on every endpoint.
                 await self._stop_heartbeat()
                 if self._registrar is not None:
                     await self._registrar.deregister()
+                self._draining = True
                 if not await self._wait_idle(self._drain_timeout):
                     logger.warning(
                         "drain timed out after %gs with %d pushes unanswered",
@@ -278,7 +287,12 @@ class Worker(AsyncResource):
             lambda_name=self.app.name,
             endpoint_id=self.endpoint_id,
             registration=EndpointRegistration(
-                url=self.url, ttl_seconds=self._ttl, concurrency=self._concurrency
+                url=self.url,
+                ttl_seconds=self._ttl,
+                concurrency=self._concurrency,
+                locality=self._locality,
+                version=self._version,
+                health_url=f"http://{self._advertise_host}:{self.port}{HEALTH_PATH}",
             ),
             clock=self._clock,
             connect_timeout=self._connect_timeout,

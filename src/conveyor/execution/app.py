@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, TypeAlias, TypeVar
@@ -91,6 +91,7 @@ class Lambda:
         encoding: Literal["json", "avro", "protobuf"] = "json",
         cloudevents: bool = False,
         schema_version: int | None = None,
+        locality: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of a subscription to ``topic``.
 
@@ -123,6 +124,10 @@ class Lambda:
                 :attr:`EventContext.cloudevent`.
             schema_version: the version of the topic's subject to receive events in (Avro
                 resolution, or Protobuf's unknown fields dropped); ``None``: each event's own.
+            locality: the places whose endpoints this subscription prefers, most preferred
+                first (``cloud/region/zone`` or a prefix); pushes spill over to the next
+                place as the preferred one loses healthy endpoints. Empty: the dispatching
+                node's own locality.
 
         Returns:
             A decorator that registers the function and returns it unchanged.
@@ -155,6 +160,7 @@ class Lambda:
                     dead_letter_topic=dead_letter_topic,
                     filter=None if filter is None else dict(filter),
                     format=DeliveryFormat(encoding, cloudevents, schema_version),
+                    locality=list(locality),
                 )
             )
             self._handlers[name] = build_handler(func, spec)

@@ -19,6 +19,7 @@ from typing import NoReturn
 from conveyor.execution._registration import RegistrationError
 from conveyor.execution._server import (
     DEFAULT_CONCURRENCY,
+    ENDPOINT_TTL,
     HEALTH_PATH,
     Worker,
     WorkerHealth,
@@ -79,6 +80,9 @@ def run_worker(
     concurrency: int = DEFAULT_CONCURRENCY,
     advertise_host: str | None = None,
     signing_secrets: Sequence[str] = (),
+    locality: str = "",
+    version: str = "",
+    ttl: float = ENDPOINT_TTL,
 ) -> None:
     """Serve the lambda ``ref`` until SIGTERM or SIGINT, then drain and return.
 
@@ -94,6 +98,10 @@ def run_worker(
         advertise_host: the host the platform pushes to, when not ``host``.
         signing_secrets: accept only pushes signed with one of these (Standard Webhooks);
             empty accepts unsigned pushes.
+        locality: where this worker runs, ``cloud/region/zone``.
+        version: the version of the lambda it runs (a new one starts a release).
+        ttl: seconds the platform keeps the endpoint without a heartbeat (renewed every
+            third of it).
 
     Raises:
         SystemExit: with status 1 when the app cannot be loaded, the address cannot be bound,
@@ -116,6 +124,9 @@ def run_worker(
                     concurrency=concurrency,
                     advertise_host=advertise_host,
                     signing_secrets=signing_secrets,
+                    locality=locality,
+                    version=version,
+                    ttl=ttl,
                 )
             )
         except RegistrationError as e:
@@ -135,6 +146,9 @@ async def _serve(
     concurrency: int,
     advertise_host: str | None,
     signing_secrets: Sequence[str],
+    locality: str = "",
+    version: str = "",
+    ttl: float = ENDPOINT_TTL,
 ) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -158,6 +172,9 @@ async def _serve(
             concurrency=concurrency,
             advertise_host=advertise_host,
             signing_secrets=signing_secrets or None,
+            locality=locality,
+            version=version,
+            ttl_seconds=ttl,
         ) as worker:
             ready = True
             count = len(app.subscriptions())

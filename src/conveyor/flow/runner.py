@@ -451,7 +451,7 @@ class Runner:
             return
         bucket = self._bucket
         while capacity > 0:
-            endpoint = self._pool.choose(self.sub.lambda_name)
+            endpoint = self._pool.choose(self.sub.lambda_name, self.sub.locality)
             if endpoint is None:
                 return
             want = min(self.sub.max_batch, capacity)
@@ -469,7 +469,10 @@ class Runner:
             capacity -= len(batch)
             self.in_flight += len(batch)
             endpoint.in_flight += len(batch)
-            self._tg.create_task(self._push(endpoint, batch, attempts))
+            # Whether it goes to a canary is read now: a rollback during the push must not
+            # turn the canary's failures into the stable version's.
+            canary = self._pool.is_canary(endpoint)
+            self._tg.create_task(self._push(endpoint, batch, attempts, canary))
 
     def _lingering(self, now: float) -> bool:
         """Whether to wait for a fuller batch (``max_wait``): while fewer than ``max_batch``
@@ -611,7 +614,9 @@ class Runner:
             return False
         return True
 
-    async def _push(self, endpoint: EndpointState, batch: list[Event], attempts: list[int]) -> None:
+    async def _push(
+        self, endpoint: EndpointState, batch: list[Event], attempts: list[int], canary: bool
+    ) -> None:
         if not self._lease_valid():
             # The task was created before the process paused (GC, SIGSTOP) and runs after: the
             # lease may be another node's now, so nothing is sent; the events wait.
@@ -636,10 +641,14 @@ class Runner:
         endpoint.pushes += 1
         self._m_pushes.inc()
         now = self._clock.now()
-        self._m_push.observe(max(0.0, now - started))
+        latency = max(0.0, now - started)
+        self._m_push.observe(latency)
         if outcome.connect_failed:
             self._pool.connect_failed(endpoint)
-        self._pool.report(endpoint, ok=not outcome.failed)
+        self._pool.report(endpoint, not outcome.failed, latency, len(batch))
+        if outcome.throttle is None:
+            ok = not outcome.failed and all(r.outcome is Outcome.SUCCESS for r in outcome.results)
+            self._pool.report_release(endpoint, ok, latency, len(batch))
         if outcome.throttle is not None:
             self._m_throttles.inc()
             self.limiter.on_throttle(now)
@@ -650,7 +659,7 @@ class Runner:
                 self.limiter.on_failure(now)
             else:
                 self.limiter.on_sample(max(0.0, now - started), in_flight, now)
-            self._settle(batch, attempts, outcome.results, started)
+            self._settle(batch, attempts, outcome.results, started, canary=canary)
         self._m_limit.set(self.limiter.limit)
         self._wake.set()
 
@@ -661,8 +670,17 @@ class Runner:
 
     # -- settling results -------------------------------------------------------------------
     def _settle(
-        self, batch: list[Event], attempts: list[int], results: list[Result], started: float
+        self,
+        batch: list[Event],
+        attempts: list[int],
+        results: list[Result],
+        started: float,
+        *,
+        canary: bool = False,
     ) -> None:
+        """Settle a push's results. A failure on a canary endpoint (a release under trial)
+        is always retried, never buried: the release is what failed, and its retry goes to
+        the stable version once the canary is rolled back."""
         now = self._clock.now()
         succeeded = 0
         parts = self._parts
@@ -676,8 +694,9 @@ class Runner:
                     self._row_succeeded(event, attempt, started, now)
                 p.progress.finish(event.offset)
                 self._key_done(p, event)
-            elif result.outcome is Outcome.RETRY and not exhausted(
-                policy, attempt, self._retrying_for(ref, started, now)
+            elif canary or (
+                result.outcome is Outcome.RETRY
+                and not exhausted(policy, attempt, self._retrying_for(ref, started, now))
             ):
                 self._m_results[Outcome.RETRY].inc()
                 self._retry_later(p, event, attempt, result, started=started, now=now)

@@ -25,3 +25,36 @@ PRIORITY_LANES = """
       ON n.topic_id = p.topic_id
     CROSS JOIN (SELECT 1 AS lane UNION ALL SELECT 2) l
     """
+
+# 6: endpoints carry a locality label (``cloud/region/zone``, for locality-aware routing),
+# the version of the lambda they run (for releases), and whether they were added by hand
+# (static: never expire, not renewed by a worker), and where active probes GET its health.
+ENDPOINT_PLACEMENT = """
+    ALTER TABLE endpoints ADD COLUMN locality TEXT NOT NULL DEFAULT '';
+    ALTER TABLE endpoints ADD COLUMN version TEXT NOT NULL DEFAULT '';
+    ALTER TABLE endpoints ADD COLUMN static INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE endpoints ADD COLUMN health_url TEXT NOT NULL DEFAULT ''
+"""
+
+# 7: releases (delivery/releases.py). One row per lambda holds its release policy (NULL: the
+# defaults) and a revision bumped by every change to its releases, so that nodes re-read only
+# the lambdas that changed; transitions lock this row, so two nodes never decide at once. One
+# row per version released: its state, when its trial started and when it was decided, why,
+# and the window figures the decision was made on (JSON).
+RELEASES = """
+    CREATE TABLE release_lambdas (
+        lambda   TEXT PRIMARY KEY,
+        policy   TEXT,
+        revision BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE releases (
+        lambda     TEXT NOT NULL,
+        version    TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        decided_ms BIGINT,
+        reason     TEXT NOT NULL DEFAULT '',
+        figures    TEXT,
+        PRIMARY KEY (lambda, version)
+    )
+"""

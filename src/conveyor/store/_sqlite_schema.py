@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.store._shared_migrations import PRIORITY_LANES
+from conveyor.store._shared_migrations import ENDPOINT_PLACEMENT, PRIORITY_LANES, RELEASES
 
 MIGRATIONS: list[str] = [
     # 1: the log with cursors, sparse delivery rows, timers, idempotency keys.
@@ -142,4 +142,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE log ADD COLUMN schema_id INTEGER;
     ALTER TABLE timers ADD COLUMN schema_id INTEGER
     """,
+    # 6: endpoint locality, version and static flag (the same in every dialect).
+    ENDPOINT_PLACEMENT,
+    # 7: releases and their policies (the same in every dialect).
+    RELEASES,
 ]

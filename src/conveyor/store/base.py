@@ -215,13 +215,67 @@ class NodeInfo:
 
 @dataclass(slots=True)
 class Endpoint:
-    """A registered push endpoint of a lambda."""
+    """A registered push endpoint of a lambda.
+
+    Attributes:
+        locality: where it runs, ``cloud/region/zone`` (any prefix of it; ``""``: unknown).
+        version: the version of the lambda it runs (``""``: unversioned).
+        static: added by hand by URL; it does not expire (``expires_ms`` is ignored).
+        health_url: where active probes GET its health (``""``: not probed).
+    """
 
     lambda_name: str
     id: str
     url: str
     expires_ms: int
     concurrency: int
+    locality: str = ""
+    version: str = ""
+    static: bool = False
+    health_url: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class StoredRelease:
+    """One version of a lambda under the releases manager (``delivery/releases.py``).
+
+    Attributes:
+        version: the version released.
+        state: ``stable``, ``canary``, ``pending``, ``rolled_back`` or ``superseded``.
+        started_ms: when it was first seen (for a canary: when its trial started).
+        decided_ms: when it left its trial or was changed by hand; ``None`` while undecided.
+        reason: why it is in its state.
+        figures: the window figures the decision was made on (JSON, opaque to the store).
+    """
+
+    version: str
+    state: str
+    started_ms: int
+    decided_ms: int | None = None
+    reason: str = ""
+    figures: bytes | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class LambdaReleases:
+    """A lambda's releases as stored.
+
+    Attributes:
+        revision: bumped by every change to its releases or policy (0: never changed).
+        policy: its release policy (JSON, opaque to the store); ``None``: the defaults.
+        releases: its releases, oldest first.
+    """
+
+    lambda_name: str
+    revision: int = 0
+    policy: bytes | None = None
+    releases: tuple[StoredRelease, ...] = ()
+
+
+ReleaseChange = Callable[[list[StoredRelease]], list[StoredRelease]]
+"""Given a lambda's releases as stored (oldest first), the releases to write (added or
+replaced by version); runs in the transaction that holds the lambda, and raises a
+ConveyorError to refuse the change."""
 
 
 class Store(AsyncResource):
@@ -296,6 +350,36 @@ class Store(AsyncResource):
     @abc.abstractmethod
     async def list_endpoints(self) -> list[Endpoint]:
         """Every registered endpoint, expired or not."""
+
+    # -- releases -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def lambda_releases(self, lambda_name: str) -> LambdaReleases:
+        """A lambda's releases and policy (revision 0 and nothing when it has none)."""
+
+    @abc.abstractmethod
+    async def release_revisions(self) -> dict[str, int]:
+        """The revision of every lambda with releases or a policy, by name."""
+
+    @abc.abstractmethod
+    async def change_releases(self, lambda_name: str, change: ReleaseChange) -> LambdaReleases:
+        """Change a lambda's releases atomically with the decision to.
+
+        ``change`` is called in a transaction that holds the lambda (another node's change
+        waits), with its releases as stored; what it returns is written, and the lambda's
+        revision bumped when that is anything. This is how transitions are compare-and-set:
+        ``change`` sees the state it changes.
+
+        Returns:
+            The lambda's releases and policy after the change.
+        """
+
+    @abc.abstractmethod
+    async def set_release_policy(self, lambda_name: str, policy: bytes | None) -> LambdaReleases:
+        """Set a lambda's release policy (``None``: back to the defaults); bumps its revision.
+
+        Returns:
+            The lambda's releases and policy after the change.
+        """
 
     # -- log ------------------------------------------------------------------------------
     @abc.abstractmethod

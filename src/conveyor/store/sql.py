@@ -35,14 +35,17 @@ from conveyor.store.base import (
     DeliveryRow,
     Endpoint,
     GroupCommit,
+    LambdaReleases,
     Lease,
     NewEvent,
     NodeInfo,
     Progress,
     PublishBatchResult,
     Ranges,
+    ReleaseChange,
     Store,
     Stored,
+    StoredRelease,
     StoredSchema,
     SubjectInfo,
     Verify,
@@ -68,6 +71,13 @@ _ROW_UPSERT = (
     "updated_ms = excluded.updated_ms"
 )
 _ROW_COLUMNS = "part, off, key, state, attempts, next_ms, last_error, history, updated_ms"
+_RELEASE_COLUMNS = "version, state, started_ms, decided_ms, reason, figures"
+_RELEASE_UPSERT = (
+    "INSERT INTO releases (lambda, version, state, started_ms, decided_ms, reason, figures) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lambda, version) DO UPDATE SET "
+    "state = excluded.state, started_ms = excluded.started_ms, "
+    "decided_ms = excluded.decided_ms, reason = excluded.reason, figures = excluded.figures"
+)
 
 
 def _attrs(blob: bytes | None) -> dict[str, str] | None:
@@ -483,16 +493,23 @@ class SqlStore(Store):
     async def put_endpoint(self, endpoint: Endpoint) -> None:
         def run() -> None:
             self._x(
-                "INSERT INTO endpoints (lambda, id, url, expires_ms, concurrency) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (lambda, id) DO UPDATE SET "
+                "INSERT INTO endpoints (lambda, id, url, expires_ms, concurrency, locality, "
+                "version, static, health_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (lambda, id) DO UPDATE SET "
                 "url = excluded.url, expires_ms = excluded.expires_ms, "
-                "concurrency = excluded.concurrency",
+                "concurrency = excluded.concurrency, locality = excluded.locality, "
+                "version = excluded.version, static = excluded.static, "
+                "health_url = excluded.health_url",
                 (
                     endpoint.lambda_name,
                     endpoint.id,
                     endpoint.url,
                     endpoint.expires_ms,
                     endpoint.concurrency,
+                    endpoint.locality,
+                    endpoint.version,
+                    int(endpoint.static),
+                    endpoint.health_url,
                 ),
             )
 
@@ -509,9 +526,94 @@ class SqlStore(Store):
 
     async def list_endpoints(self) -> list[Endpoint]:
         rows = await self._in_reader(
-            lambda: self._read("SELECT lambda, id, url, expires_ms, concurrency FROM endpoints")
+            lambda: self._read(
+                "SELECT lambda, id, url, expires_ms, concurrency, locality, version, static, "
+                "health_url "
+                "FROM endpoints"
+            )
         )
-        return [Endpoint(*r) for r in rows]  # type: ignore[arg-type]
+        return [_endpoint(r) for r in rows]
+
+    # -- releases ---------------------------------------------------------------------------
+    async def lambda_releases(self, lambda_name: str) -> LambdaReleases:
+        return await self._in_reader(lambda: self._lambda_releases(self._rc, lambda_name))
+
+    def _lambda_releases(self, conn: Connection, lambda_name: str) -> LambdaReleases:
+        head = conn.execute(
+            self._sql("SELECT revision, policy FROM release_lambdas WHERE lambda = ?"),
+            (lambda_name,),
+        ).fetchone()
+        rows = conn.execute(
+            self._sql(
+                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE lambda = ? "
+                "ORDER BY started_ms, version"
+            ),
+            (lambda_name,),
+        ).fetchall()
+        if head is None:
+            return LambdaReleases(lambda_name, releases=tuple(map(_release, rows)))
+        revision, policy = head
+        return LambdaReleases(
+            lambda_name,
+            int(revision),  # type: ignore[call-overload]
+            None if policy is None else str(policy).encode(),
+            tuple(map(_release, rows)),
+        )
+
+    async def release_revisions(self) -> dict[str, int]:
+        rows = await self._in_reader(
+            lambda: self._read("SELECT lambda, revision FROM release_lambdas")
+        )
+        return {str(name): int(revision) for name, revision in rows}  # type: ignore[call-overload]
+
+    def _hold_lambda(self, lambda_name: str) -> None:
+        """Create the lambda's row if needed and lock it to the end of the transaction."""
+        self._x(
+            "INSERT INTO release_lambdas (lambda, policy, revision) VALUES (?, NULL, 0) "
+            "ON CONFLICT (lambda) DO NOTHING",
+            (lambda_name,),
+        )
+        self._x(
+            "SELECT revision FROM release_lambdas WHERE lambda = ?" + self.lock_for_update,
+            (lambda_name,),
+        ).fetchone()
+
+    async def change_releases(self, lambda_name: str, change: ReleaseChange) -> LambdaReleases:
+        def run() -> LambdaReleases:
+            self._hold_lambda(lambda_name)
+            before = self._lambda_releases(self._wc, lambda_name)
+            written = change(list(before.releases))  # raises to refuse: nothing written
+            if written:
+                self._xmany(
+                    _RELEASE_UPSERT,
+                    [
+                        (lambda_name, r.version, r.state, r.started_ms, r.decided_ms, r.reason,
+                         None if r.figures is None else r.figures.decode())
+                        for r in written
+                    ],
+                )  # fmt: skip
+                self._bump(lambda_name)
+            return self._lambda_releases(self._wc, lambda_name)
+
+        # A transaction of its own: its row lock never waits inside a batch of appends.
+        return await self._solo(run)
+
+    async def set_release_policy(self, lambda_name: str, policy: bytes | None) -> LambdaReleases:
+        def run() -> LambdaReleases:
+            self._hold_lambda(lambda_name)
+            self._x(
+                "UPDATE release_lambdas SET policy = ? WHERE lambda = ?",
+                (None if policy is None else policy.decode(), lambda_name),
+            )
+            self._bump(lambda_name)
+            return self._lambda_releases(self._wc, lambda_name)
+
+        return await self._solo(run)
+
+    def _bump(self, lambda_name: str) -> None:
+        self._x(
+            "UPDATE release_lambdas SET revision = revision + 1 WHERE lambda = ?", (lambda_name,)
+        )
 
     # -- log --------------------------------------------------------------------------------
     async def publish(
@@ -1218,3 +1320,32 @@ def _cursor(cur: object, acked: object, start: object) -> CursorState:
 
 
 _Append = tuple[int, NewEvent, object, str, "Stored | None", list[Event]]
+
+
+def _endpoint(row: tuple[object, ...]) -> Endpoint:
+    lambda_name, endpoint_id, url, expires_ms, concurrency, locality, version, static, health = row
+    assert isinstance(expires_ms, int)
+    assert isinstance(concurrency, int)
+    return Endpoint(
+        str(lambda_name),
+        str(endpoint_id),
+        str(url),
+        expires_ms,
+        concurrency,
+        str(locality),
+        str(version),
+        bool(static),
+        str(health),
+    )
+
+
+def _release(row: tuple[object, ...]) -> StoredRelease:
+    version, state, started_ms, decided_ms, reason, figures = row
+    return StoredRelease(
+        str(version),
+        str(state),
+        int(started_ms),  # type: ignore[call-overload]
+        None if decided_ms is None else int(decided_ms),  # type: ignore[call-overload]
+        str(reason),
+        None if figures is None else str(figures).encode(),
+    )
