@@ -13,6 +13,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from conveyor.client import AsyncClient, Client
+from conveyor.delivery.health import HealthPolicy
+from conveyor.delivery.releases_policy import ReleasePolicy
 from conveyor.errors import (
     Conflict,
     ConveyorError,
@@ -53,6 +55,7 @@ __all__ = [
     "DeliveryState",
     "EventContext",
     "Fatal",
+    "HealthPolicy",
     "IncompatibleSchema",
     "InvalidRequest",
     "Lambda",
@@ -60,6 +63,7 @@ __all__ = [
     "Priority",
     "RateLimit",
     "RateLimited",
+    "ReleasePolicy",
     "Retry",
     "RetryPolicy",
     "SchemaSettings",
