@@ -248,6 +248,44 @@ async def test_old_pushes_leave_the_window(releases: Releases, clock: FakeClock)
     assert state(live, "v2") is ReleaseState.STABLE
 
 
+async def test_a_canary_whose_traffic_came_in_one_burst_is_judged_on_its_whole_trial(
+    releases: Releases, clock: FakeClock
+) -> None:
+    # Given a burst of healthy pushes early in the trial, then a quiet window
+    await on_trial(releases)
+    push(releases, "v2", 30)
+    push(releases, "v1", 30)
+    clock.advance(POLICY.window_seconds - 1)
+    await releases.evaluate()
+    assert state(releases.view(LAMBDA), "v2") is ReleaseState.CANARY
+
+    # When the whole window has passed with nothing in it
+    clock.advance(2)
+    await releases.evaluate()
+
+    # Then it is judged on the trial's counts: promoted
+    view = releases.view(LAMBDA)
+    assert state(view, "v2") is ReleaseState.STABLE
+    assert "over the whole trial (30 pushes; 0 in the last window)" in reason(view, "v2")
+
+
+async def test_a_quiet_canary_whose_trial_was_bad_overall_is_rolled_back(
+    releases: Releases, clock: FakeClock
+) -> None:
+    # Given failures thinly spread: never min_pushes within one window, 30% over the trial
+    await on_trial(releases)
+    for _ in range(4):
+        push(releases, "v2", 10, failing=3)
+        push(releases, "v1", 10)
+        clock.advance(POLICY.window_seconds / 2 + 1)
+        await releases.evaluate()
+
+    # Then at the first evaluation after a whole window it is rolled back
+    view = releases.view(LAMBDA)
+    assert state(view, "v2") is ReleaseState.ROLLED_BACK
+    assert "over the whole trial" in reason(view, "v2")
+
+
 async def test_a_canary_without_live_endpoints_gives_way_to_the_version_waiting(
     store: Store, clock: FakeClock
 ) -> None:

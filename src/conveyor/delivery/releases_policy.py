@@ -93,11 +93,14 @@ class SideFigures(msgspec.Struct, frozen=True):
 
 
 class Figures(msgspec.Struct, frozen=True):
-    """A trial's figures: the canary's and the stable side's, over ``seconds``."""
+    """A trial's figures: the canary's and the stable side's, over ``seconds`` (the window),
+    and their counts over the whole trial (``canary_trial``, ``stable_trial``)."""
 
     seconds: float
     canary: SideFigures
     stable: SideFigures
+    canary_trial: SideFigures = SideFigures()
+    stable_trial: SideFigures = SideFigures()
 
 
 class Release(msgspec.Struct, frozen=True):
@@ -159,7 +162,7 @@ def judge(policy: ReleasePolicy, figures: Figures, watched: float) -> Verdict:
     """
     canary, stable = figures.canary, figures.stable
     if canary.pushes < policy.min_pushes:
-        return Verdict(Action.WAIT, f"{canary.pushes} of {policy.min_pushes} pushes so far")
+        return _judge_quiet(policy, figures, watched)
     span = f"over {figures.seconds:.0f} s"
     increase = canary.failure_rate - stable.failure_rate
     if increase > policy.max_failure_increase + 1e-9:
@@ -191,3 +194,21 @@ def judge(policy: ReleasePolicy, figures: Figures, watched: float) -> Verdict:
     if not policy.auto_promote:
         return Verdict(Action.WAIT, f"healthy {span}: {health}; auto_promote is off")
     return Verdict(Action.PROMOTE, f"healthy {span}: {health}")
+
+
+def _judge_quiet(policy: ReleasePolicy, figures: Figures, watched: float) -> Verdict:
+    """A window with too few pushes to judge: a canary watched for a whole window is judged
+    on its whole trial instead (a lambda whose traffic comes in bursts would otherwise never
+    have a release promoted); before that, it waits."""
+    canary, whole, stable = figures.canary, figures.canary_trial, figures.stable_trial
+    if watched < policy.window_seconds or whole.pushes < policy.min_pushes:
+        return Verdict(Action.WAIT, f"{canary.pushes} of {policy.min_pushes} pushes so far")
+    rates = (
+        f"failure rate {_pct(whole.failure_rate)} vs stable {_pct(stable.failure_rate)} "
+        f"over the whole trial ({whole.pushes} pushes; {canary.pushes} in the last window)"
+    )
+    if whole.failure_rate - stable.failure_rate > policy.max_failure_increase + 1e-9:
+        return Verdict(Action.ROLL_BACK, f"{rates} exceeds +{_pct(policy.max_failure_increase)}")
+    if not policy.auto_promote:
+        return Verdict(Action.WAIT, f"healthy: {rates}; auto_promote is off")
+    return Verdict(Action.PROMOTE, f"healthy: {rates}")

@@ -26,12 +26,13 @@ def _percentile(ordered: list[float], q: float) -> float:
 class Side:
     """The pushes of one side of a trial, over a sliding window."""
 
-    __slots__ = ("_latencies", "_seconds")
+    __slots__ = ("_latencies", "_seconds", "_totals")
 
     def __init__(self) -> None:
         # [second, pushes, failures, events], oldest first.
         self._seconds: deque[list[int]] = deque()
         self._latencies: deque[tuple[float, float]] = deque(maxlen=MAX_LATENCY_SAMPLES)
+        self._totals = [0, 0, 0]  # pushes, failures, events over the whole trial
 
     def add(self, now: float, ok: bool, latency: float, events: int) -> None:
         """Count one push that ended at ``now``."""
@@ -44,7 +45,20 @@ class Side:
         slot[1] += 1
         slot[2] += not ok
         slot[3] += events
+        totals = self._totals
+        totals[0] += 1
+        totals[1] += not ok
+        totals[2] += events
         self._latencies.append((now, latency))
+
+    def totals(self) -> SideFigures:
+        """Counts over the whole trial (no latencies: those are kept for the window only)."""
+        pushes, failures, events = self._totals
+        if not pushes:
+            return SideFigures()
+        return SideFigures(
+            pushes=pushes, failures=failures, events=events, failure_rate=failures / pushes
+        )
 
     def figures(self, now: float, window: float) -> SideFigures:
         """The figures of the pushes within ``window`` seconds before ``now``; older ones
@@ -93,9 +107,12 @@ class Trial:
         side.add(now, ok, latency, events)
 
     def figures(self, now: float, window: float) -> Figures:
-        """Both sides' figures over the window (or since ``since``, when that is shorter)."""
+        """Both sides' figures over the window (or since ``since``, when that is shorter),
+        and their counts over the whole trial."""
         return Figures(
             seconds=max(0.0, min(window, now - self.since)),
             canary=self._canary.figures(now, window),
             stable=self._stable.figures(now, window),
+            canary_trial=self._canary.totals(),
+            stable_trial=self._stable.totals(),
         )
