@@ -60,9 +60,9 @@ $(PEERS_STAMP): bench/peers/requirements.txt
 		|| echo "could not install bench/peers/requirements.txt: the Celery comparison will be skipped"
 
 ## Conveyor against Celery, Dramatiq and taskiq on a throwaway Redis (without persistence, then
-## with appendonly + appendfsync everysec), two rounds A B A B (~30-40 min on 2 cores); writes
+## with appendonly + appendfsync everysec), two rounds A B A B (~30 min on 2 cores); writes
 ## the peers section of docs/benchmarks.md. Not part of `make bench` (which stays ~10 min) and
-## never of `make test`. `python -m bench.peers.compare --quick` is a ~4 min smoke run.
+## never of `make test`. `python -m bench.peers.compare --quick` is a ~3 min smoke run.
 bench-peers: $(STAMP) bench-peers-venv
 	$(BIN)/python -m bench.peers.compare --write-doc docs/benchmarks.md
 

@@ -36,6 +36,7 @@ from bench.drain import (
     ROOT,
     machine,
     publish_all,
+    pythonpath,
     read_stats,
     start_serve,
     wait_ready,
@@ -79,7 +80,7 @@ async def _drain(
 ) -> Drain:
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-delivery-") as tmp:
         d = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": pythonpath()}
         serve = start_serve(str(d / "bench.db"), d, 0, env)
         workers: list[subprocess.Popen[bytes]] = []
         try:

@@ -50,6 +50,15 @@ class Figures:
     store: str = "SQLite"
 
 
+def pythonpath() -> str:
+    """The children's PYTHONPATH: this checkout's ``src`` and root first, so that a bench run
+    from another checkout (a baseline in a git worktree) measures that checkout's code, not
+    the one the venv has installed."""
+    return os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")])
+    )
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -204,7 +213,7 @@ async def run(  # noqa: C901 - one straight-line run, its steps in order
     figures = Figures(events=events, batch=batch, latency_rate=rate)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         d = Path(tmp)
-        env = {**os.environ, "BENCH_STATS": str(d / "stats.json"), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "BENCH_STATS": str(d / "stats.json"), "PYTHONPATH": pythonpath()}
         store = fresh_store(store_url, d)
         serves = [start_serve(store, d, 0, env)]
         worker: subprocess.Popen[bytes] | None = None

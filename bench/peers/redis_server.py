@@ -1,4 +1,5 @@
-"""A throwaway ``redis-server`` on a free 127.0.0.1 port: no persistence, killed on exit.
+"""A throwaway ``redis-server`` on a free 127.0.0.1 port, killed on exit: in memory only, or
+with an append-only file fsynced every second (``appendonly yes``, ``appendfsync everysec``).
 
 Stdlib only: the project's venv (which starts it) and ``.venv-peers`` both import it.
 """
@@ -35,13 +36,20 @@ def _ping(port: int) -> bool:
 
 
 class RedisServer:
-    """``with RedisServer() as redis: redis.url`` — a fresh, empty, in-memory Redis."""
+    """``with RedisServer() as redis: redis.url`` — a fresh, empty, in-memory Redis.
 
-    def __init__(self, binary: str | None = None) -> None:
+    Args:
+        binary: the ``redis-server`` to run (default: the one on PATH).
+        appendonly: persist every write to an append-only file, fsynced once a second
+            (``appendonly yes``, ``appendfsync everysec``); RDB snapshots stay off.
+    """
+
+    def __init__(self, binary: str | None = None, *, appendonly: bool = False) -> None:
         found = binary or redis_server_path()
         if found is None:
             raise FileNotFoundError("redis-server is not installed")
         self.binary = found
+        self.appendonly = appendonly
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -49,6 +57,11 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _persistence_args(self) -> list[str]:
+        if self.appendonly:
+            return ["--appendonly", "yes", "--appendfsync", "everysec"]
+        return ["--appendonly", "no"]
 
     def version(self) -> str:
         out = subprocess.run(
@@ -72,8 +85,7 @@ class RedisServer:
                     "127.0.0.1",
                     "--save",
                     "",
-                    "--appendonly",
-                    "no",
+                    *self._persistence_args(),
                     "--dir",
                     self._dir.name,
                 ],

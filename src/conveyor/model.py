@@ -275,7 +275,7 @@ class Outcome(enum.StrEnum):
     FATAL = "fatal"
 
 
-class Attempt(msgspec.Struct, frozen=True):
+class Attempt(msgspec.Struct, gc=False, frozen=True):
     """One delivery attempt in an event's history.
 
     Attributes:
@@ -293,7 +293,7 @@ class Attempt(msgspec.Struct, frozen=True):
     duration_ms: int = 0
 
 
-class Event(msgspec.Struct, frozen=True, array_like=True):
+class Event(msgspec.Struct, gc=False, frozen=True, array_like=True):
     """An event in a topic's log (or waiting in the timer store, with offset -1).
 
     Attributes:

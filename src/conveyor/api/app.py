@@ -12,6 +12,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from conveyor._gc import tune_for_throughput
 from conveyor.api.errors import errors_middleware
 from conveyor.api.openapi import openapi_document
 from conveyor.api.routes import NODE, ROUTES
@@ -95,6 +96,7 @@ def serve_forever(settings: NodeSettings) -> None:
     async def main() -> None:
         server = Server(settings)
         await server.start()
+        tune_for_throughput()  # after start-up: what it built is frozen out of the collector
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

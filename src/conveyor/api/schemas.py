@@ -26,7 +26,7 @@ IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Delay = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
 
 
-class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class PublishRequest(msgspec.Struct, gc=False, forbid_unknown_fields=True, omit_defaults=True):
     """One event to publish.
 
     Attributes:
@@ -70,7 +70,7 @@ class BatchQuery(msgspec.Struct):
     partial: bool = False
 
 
-class PublishResult(msgspec.Struct, omit_defaults=True):
+class PublishResult(msgspec.Struct, gc=False, omit_defaults=True):
     """The acknowledgement of one published event (durable when returned).
 
     Attributes:

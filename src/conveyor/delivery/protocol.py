@@ -35,7 +35,7 @@ PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 
 
-class PushEvent(msgspec.Struct, omit_defaults=True):
+class PushEvent(msgspec.Struct, gc=False, omit_defaults=True):
     """One event in a push.
 
     Attributes:
@@ -81,7 +81,7 @@ class PushRequest(msgspec.Struct):
     events: list[PushEvent]
 
 
-class PushResult(msgspec.Struct, omit_defaults=True):
+class PushResult(msgspec.Struct, gc=False, omit_defaults=True):
     """The result of one event.
 
     Attributes:

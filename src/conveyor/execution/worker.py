@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from conveyor._gc import tune_for_throughput
 from conveyor.execution._registration import RegistrationError
 from conveyor.execution._server import (
     DEFAULT_CONCURRENCY,
@@ -113,6 +114,7 @@ def run_worker(
     except ValueError as e:
         _fail(str(e))
     _configure_logging()
+    tune_for_throughput()  # the app is loaded: freeze it out of the collector's sight
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
             runner.run(
