@@ -93,6 +93,24 @@ async def test_a_deliver_at_between_two_milliseconds_is_rounded_up(
     assert told.appended == []
 
 
+async def test_a_delay_counts_from_the_arrival_rounded_up_never_down(
+    service: PublishService, clock: FakeClock, told: Told
+) -> None:
+    # Given a request arriving 0.7 ms past a millisecond
+    clock.advance(0.0007)
+    arrival = clock.now()
+
+    # When an event is published with a delay of 2 s
+    (result,) = await service.publish("orders", [req(delay=2)], batch=False)
+
+    # Then it is due at the next whole millisecond after arrival + 2 s (the truncated arrival
+    # would have made it 0.7 ms early)
+    ((due_ms, event_id),) = told.timers
+    assert event_id == result.id
+    assert due_ms == to_ms(arrival) + 1 + 2000
+    assert due_ms / 1000 >= arrival + 2
+
+
 async def test_an_event_due_now_or_in_the_past_is_appended_at_once(
     service: PublishService, clock: FakeClock, told: Told
 ) -> None:

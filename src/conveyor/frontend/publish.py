@@ -127,9 +127,10 @@ class PublishService:
         topic = self._catalog.find_topic(topic_name) or await self._catalog.find_topic_fresh(
             topic_name
         )
-        now_ms = to_ms(self._clock.now())
+        received = self._clock.now()
+        now_ms = to_ms(received)
         schemas = await self._schemas(topic, requests, batch)
-        events, indices, problems = self._check_all(topic, requests, now_ms, batch, schemas)
+        events, indices, problems = self._check_all(topic, requests, received, batch, schemas)
         if problems and not partial:
             raise self._refusal(problems, len(requests), batch)
         if not events:
@@ -205,11 +206,15 @@ class PublishService:
         self,
         topic: Topic,
         requests: Sequence[PublishRequest],
-        now_ms: int,
+        received: float,
         batch: bool,
         schemas: dict[int | None, Schema],
     ) -> tuple[list[NewEvent], list[int], list[InvalidRequest]]:
         """The valid events (with their indices in the request) and the problems found."""
+        now_ms = to_ms(received)
+        # A delay counts from when the request arrived, rounded up to the millisecond: the
+        # truncated time could make it end up to 1 ms before arrival + delay.
+        delay_from_ms = math.ceil(received * 1000 - 0.001)
         plain = self._catalog.validator(topic.name)
         events: list[NewEvent] = []
         indices: list[int] = []
@@ -218,7 +223,9 @@ class PublishService:
             schema = schemas.get(req.schema_version) if schemas else None
             validator = plain if schema is None else schema.validator
             try:
-                event = self._check(topic, validator, req, now_ms, index if batch else None)
+                event = self._check(
+                    topic, validator, req, (now_ms, delay_from_ms), index if batch else None
+                )
             except InvalidRequest as e:
                 if schema is not None:
                     e.schema_id, e.schema_version = schema.id, schema.version
@@ -266,9 +273,10 @@ class PublishService:
         topic: Topic,
         validator: PayloadValidator | None,
         req: PublishRequest,
-        now_ms: int,
+        times: tuple[int, int],
         index: int | None,
     ) -> NewEvent:
+        now_ms, delay_from_ms = times
         prefix = "" if index is None else f"/events/{index}"
         payload = bytes(req.payload)
         if len(payload) > topic.max_payload_bytes:
@@ -283,7 +291,7 @@ class PublishService:
         self._check_attributes(req, prefix, index)
         if validator is not None:
             check_payload(validator, payload, index=index, prefix=prefix)
-        deliver_at_ms = self._deliver_at(req, now_ms, prefix, index)
+        deliver_at_ms = self._deliver_at(req, delay_from_ms, prefix, index)
         return NewEvent(
             id=new_id(now_ms),
             partition=log_partition(
@@ -330,7 +338,9 @@ class PublishService:
                 )
 
     @staticmethod
-    def _deliver_at(req: PublishRequest, now_ms: int, prefix: str, index: int | None) -> int | None:
+    def _deliver_at(
+        req: PublishRequest, delay_from_ms: int, prefix: str, index: int | None
+    ) -> int | None:
         if req.deliver_at is not None and req.delay is not None:
             raise InvalidRequest(
                 "give deliver_at or delay, not both",
@@ -339,7 +349,7 @@ class PublishService:
                 index=index,
             )
         if req.delay is not None:
-            return now_ms + math.ceil(req.delay * 1000)
+            return delay_from_ms + math.ceil(req.delay * 1000)
         if req.deliver_at is not None:
             when = req.deliver_at
             if when.tzinfo is None:
