@@ -8,6 +8,7 @@ deterministically (trio's ``autojump_clock`` is the model).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -120,3 +121,17 @@ def to_ms(seconds: float) -> int:
     armed for ``ms / 1000`` seconds sees itself due, never a millisecond early or late.
     """
     return int(seconds * 1000 + 1e-3)
+
+
+async def sleep_unless_stopped(clock: Clock, seconds: float, stop: asyncio.Event) -> None:
+    """Sleep ``seconds`` on ``clock``, or less if ``stop`` is set first (for loops that run
+    every interval of the injected clock until told to stop)."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, stopper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -10,12 +10,11 @@ interval) and never block pushes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import aiohttp
 
-from conveyor.clock import Clock
+from conveyor.clock import Clock, sleep_unless_stopped
 from conveyor.delivery.endpoints import EndpointPool, EndpointState
 
 log = logging.getLogger("conveyor.delivery.prober")
@@ -40,15 +39,7 @@ class Prober:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not stop.is_set():
                 await self.round(session)
-                sleeper = asyncio.ensure_future(self._clock.sleep(policy.probe_interval))
-                stopper = asyncio.ensure_future(stop.wait())
-                try:
-                    await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in (sleeper, stopper):
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                await sleep_unless_stopped(self._clock, policy.probe_interval, stop)
 
     async def round(self, session: aiohttp.ClientSession) -> None:
         """Probe every endpoint that has a health URL, once, at the same time."""

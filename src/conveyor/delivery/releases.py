@@ -18,14 +18,13 @@ only the lambdas whose revision moved.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
 
-from conveyor.clock import Clock, to_ms
+from conveyor.clock import Clock, sleep_unless_stopped, to_ms
 from conveyor.delivery.endpoints import NO_SPLIT, VersionSplit
 from conveyor.delivery.releases_lifecycle import abandon, decide, first_seen, promote, roll_back
 from conveyor.delivery.releases_policy import (
@@ -289,15 +288,7 @@ class Releases:
         """Evaluate every ``tick`` seconds of the clock until ``stop`` is set."""
         while not stop.is_set():
             await self.evaluate()
-            sleeper = asyncio.ensure_future(self._clock.sleep(self._tick))
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (sleeper, stopper):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await sleep_unless_stopped(self._clock, self._tick, stop)
 
     # -- operators ----------------------------------------------------------------------------
     def _live(self, lambda_name: str) -> Figures | None:
