@@ -15,8 +15,8 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -27,6 +27,7 @@ import msgspec
 
 from conveyor.delivery.protocol import PushEvent, PushRequest, PushResponse, PushResult
 from conveyor.execution._handler import Handler, HandlerFunc, build_handler
+from conveyor.execution._lanes import run_all
 from conveyor.execution._payload import PayloadError, SchemaLookup, decode_push
 from conveyor.execution._schemas import SchemaFetchError
 from conveyor.execution.context import EventContext
@@ -209,8 +210,8 @@ class Lambda:
         if len(request.events) == 1:
             # The common case at low rates: no task per event.
             return PushResponse([await _run_one(run, request.events[0])])
-        results = await asyncio.gather(*(_run_one(run, e) for e in request.events))
-        return PushResponse(list(results))
+        # Concurrently, but a Task only for the handler calls that suspend (_lanes).
+        return PushResponse(await run_all(request.events, functools.partial(_run_one, run)))
 
 
 class _Run:
