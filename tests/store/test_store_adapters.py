@@ -122,6 +122,24 @@ async def test_offsets_are_gap_free_from_zero_per_partition_under_concurrent_pub
         await again.aclose()
 
 
+@pytest.mark.parametrize("size", [1, 2, 127, 128, 129, 255, 1000])
+async def test_a_batch_of_any_size_is_logged_whole_in_order(store: Store, size: int) -> None:
+    # Given one batch of ``size`` events (the SQLite adapter writes it in multi-row INSERTs
+    # of 128 rows and then powers of two; PostgreSQL by COPY)
+    events = [event(0, payload=b'{"n": %d}' % n) for n in range(size)]
+
+    # When it is published
+    result = await store.publish(ORDERS, events, NOW_MS, DEDUP_MS)
+
+    # Then every event is in the log once, at its offset, with its own fields
+    assert [s.offset for s in result.stored] == list(range(size))
+    logged = await store.read_log(ORDERS, 0, 0, size + 10)
+    assert [(e.offset, e.id, e.payload) for e in logged] == [
+        (n, e.id, e.payload) for n, e in enumerate(events)
+    ]
+    assert {e.attributes["source"] for e in logged} == {"test"}
+
+
 # -- atomicity and idempotency --------------------------------------------------------------------
 async def test_a_batch_whose_idempotency_key_conflicts_stores_nothing(store: Store) -> None:
     # Given a batch of three, whose first and last reuse one key for different events

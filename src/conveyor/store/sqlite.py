@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from functools import cache
+from itertools import chain
 from pathlib import Path
 
 from conveyor.store._sqlite_schema import MIGRATIONS
 from conveyor.store.sql import Connection, SqlStore
+
+LOG_ROWS_PER_INSERT = 128
+"""Rows in one INSERT of the log, at most (1,280 parameters; SQLite allows 32,766)."""
+
+LOG_COLUMNS = 10
+
+
+@cache
+def _log_insert(rows: int) -> str:
+    one = "(" + ", ".join(["?"] * LOG_COLUMNS) + ")"
+    return "INSERT INTO log VALUES " + ", ".join([one] * rows)
 
 
 def sqlite_path(url: str) -> str:
@@ -59,3 +72,18 @@ class SqliteStore(SqlStore):
 
     def _xmany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         self._wc.executemany(sql, rows)  # type: ignore[attr-defined]
+
+    def _write_log(self, rows: list[tuple[object, ...]]) -> None:
+        # Multi-row INSERTs rather than executemany: sqlite3 steps executemany's statement
+        # once per row and releases and retakes the GIL around every step, which the event
+        # loop then contends for; one statement of up to LOG_ROWS_PER_INSERT rows is one step.
+        # The chunks are LOG_ROWS_PER_INSERT rows, then powers of two, so at most eight
+        # distinct statements exist and all stay in sqlite3's statement cache.
+        # Measured in isolation: 2.42 -> 1.67 µs per row (docs/performance.md).
+        done, size = 0, LOG_ROWS_PER_INSERT
+        while done < len(rows):
+            while size > len(rows) - done:
+                size //= 2
+            chunk = rows[done : done + size]
+            self._x(_log_insert(size), list(chain.from_iterable(chunk)))
+            done += size
