@@ -5,7 +5,8 @@ they drained no-op tasks 1.4-1.6x faster than one worker with the prefork pool a
 children, whose parent process relays every task over a pipe), prefetch multiplier
 ``PREFETCH``, gossip, mingle and heartbeats off, results ignored; acks early (Celery's
 default). The producer calls ``apply_async`` once per task (``countdown=`` for the delayed
-case: Celery's ETA tasks, held by the worker until due).
+case: Celery's ETA tasks, held by the worker until due; the latency case: paced at a steady
+``--rate``/s, the same workers).
 
 Usage: ``BENCH_PEER_BROKER=redis://… python -m bench.peers.celery_peer --case drain --tasks N
 --out result.json`` (see :mod:`bench.peers.common`).
@@ -60,7 +61,8 @@ class CeleryPeer(Peer):
     def config(self) -> str:
         return (
             f"{self.processes} workers x solo pool, prefetch multiplier {PREFETCH}, acks early, "
-            "results ignored; one apply_async per task"
+            "results ignored; one apply_async per task (delayed: countdown=; latency: at a "
+            "steady rate)"
         )
 
     def versions(self) -> str:

@@ -1,21 +1,25 @@
 """One workload through any task library, counted one way: the driver and the task's record.
 
 Stdlib only. Each peer's module (``celery_peer``, ``dramatiq_peer``, ``taskiq_peer``) runs under
-``.venv-peers`` and subclasses :class:`Peer`; ``python -m bench.peers.<peer> --case drain|delayed
---tasks N --out result.json``, with ``BENCH_PEER_BROKER`` naming the Redis, then:
+``.venv-peers`` and subclasses :class:`Peer`; ``python -m bench.peers.<peer> --case
+drain|delayed|latency --tasks N --out result.json``, with ``BENCH_PEER_BROKER`` naming the Redis,
+then:
 
 1. starts the library's worker processes (:meth:`Peer.start_workers`);
 2. enqueues ``WARM_UP`` tasks and waits until they ran, in every worker process;
 3. enqueues the tasks from this one process (:meth:`Peer.enqueue`: as fast as the library goes,
-   or paced at ``--rate``/s), each with a delay of ``--delay`` seconds for the delayed case;
+   or paced at ``--rate``/s), each with a delay of ``--delay`` seconds for the delayed case
+   (the latency case: single tasks at a steady ``--rate``/s, no delay);
 4. waits until every task ran, or until nothing new ran for ``STALL`` seconds;
 5. stops the workers (warm shutdown: SIGTERM), then counts.
 
 Every task calls :func:`note` first thing: one line ``id entry due`` appended by a single
 ``write(2)`` to its process's file (``BENCH_PEER_RECORDS/<pid>.txt``): a few microseconds,
 against the hundreds a task costs these libraries. Losses and duplicates are counted from these
-lines; ``due`` is the producer's ``time.time()`` just before the send, plus the delay, so
-lateness = entry - due, on one clock, whatever the library's own idea of the ETA.
+lines; in the timed cases (``TIMED``) ``due`` is the producer's ``time.time()`` just before the
+send, plus the delay (:func:`stamp`), so lateness = entry - due, on one clock, whatever the
+library's own idea of the ETA; in the latency case (no delay) that is the send→entry latency, as
+Conveyor's side measures publish→handler latency. A drain task carries 0: nothing to time.
 
 :func:`tally` turns records into the figures for the peers and for the Conveyor side alike.
 """
@@ -40,6 +44,9 @@ WARM_UP = 100
 """Tasks run before measuring, so every worker process is up and connected."""
 STALL = 30.0
 """Seconds without a new record after which a run stops waiting (the rest counts as lost)."""
+CASES = ("drain", "delayed", "latency")
+TIMED = ("delayed", "latency")
+"""The cases whose tasks carry the send time (:func:`stamp`)."""
 
 Row = tuple[str, float, float]
 """(task id, entry time, due time or 0) as noted by a task."""
@@ -56,6 +63,12 @@ def note(task_id: object, due: float) -> None:
         path = os.path.join(os.environ[RECORDS_ENV], f"{pid}.txt")
         fd = _fd[pid] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.write(fd, f"{task_id} {entry!r} {due!r}\n".encode())
+
+
+def stamp(delay: float, timed: bool) -> float:
+    """The ``due`` a task carries: the producer's ``time.time()`` now (just before the send)
+    plus ``delay`` when ``timed``, else 0 (untimed: no lateness counted)."""
+    return time.time() + delay if timed else 0.0
 
 
 def pause(start: float, n: int, rate: float) -> float:
@@ -147,7 +160,7 @@ class Peer(abc.ABC):
     def start_workers(
         self, case: str, env: dict[str, str], log: Path
     ) -> list[subprocess.Popen[bytes]]:
-        """Start the processes that run the tasks (``case`` is ``drain`` or ``delayed``)."""
+        """Start the processes that run the tasks (``case``: one of ``CASES``)."""
 
     @abc.abstractmethod
     def send(self, task_id: int, due: float, delay: float) -> None:
@@ -161,13 +174,14 @@ class Peer(abc.ABC):
     def versions(self) -> str:
         """The library's packages and their versions."""
 
-    def enqueue(self, ids: range, delay: float, rate: float) -> None:
-        """Send every task, one call at a time, paced at ``rate``/s (0: as fast as it goes)."""
+    def enqueue(self, ids: range, delay: float, rate: float, timed: bool) -> None:
+        """Send every task, one call at a time, paced at ``rate``/s (0: as fast as it goes),
+        each carrying its send time (+ ``delay``) when ``timed``."""
         start = time.perf_counter()
         for n, task_id in enumerate(ids):
             if (wait := pause(start, n, rate)) > 0:
                 time.sleep(wait)
-            self.send(task_id, time.time() + delay if delay else 0.0, delay)
+            self.send(task_id, stamp(delay, timed), delay)
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -182,7 +196,7 @@ def _warm_up(peer: Peer, folder: Path, log: Path) -> int:
         if len(read_rows(folder)) >= sent:
             if sent and len(list(folder.glob("*.txt"))) >= peer.processes:
                 return sent
-            peer.enqueue(range(-WARM_UP, 0), 0.0, 0.0)  # (again: one process took them all)
+            peer.enqueue(range(-WARM_UP, 0), 0.0, 0.0, False)  # (again: one process took all)
             sent += WARM_UP
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -201,7 +215,7 @@ def run(peer: Peer, case: str, tasks: int, delay: float, rate: float) -> dict[st
             warm = _warm_up(peer, folder, log)
             time.sleep(0.5)
             start = time.time()
-            peer.enqueue(range(tasks), delay, rate)
+            peer.enqueue(range(tasks), delay, rate, case in TIMED)
             enqueued = time.time()
             wait_rows(folder, warm + tasks, delay + 900)
         finally:
@@ -225,7 +239,7 @@ def run(peer: Peer, case: str, tasks: int, delay: float, rate: float) -> dict[st
 def main(peer: Peer) -> None:
     """The command line of a peer's module."""
     parser = argparse.ArgumentParser(description=f"{peer.name} under bench.peers' workload")
-    parser.add_argument("--case", choices=("drain", "delayed"), required=True)
+    parser.add_argument("--case", choices=CASES, required=True)
     parser.add_argument("--tasks", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds (the delayed case)")
     parser.add_argument("--rate", type=float, default=0.0, help="tasks sent/s (0: at once)")

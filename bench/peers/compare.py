@@ -9,9 +9,10 @@ sides alike; a figure is the median of the rounds.
 Cases: (a) N no-op tasks (20,000 and 100,000), one producer, two worker processes: enqueue
 rate, drain rate (N / (last task run - first enqueue)), total time, losses and duplicates
 counted from the ids the tasks noted; (b) 2,000 tasks delayed by 2 s, sent at up to 1,000/s:
-lateness p50/p99/max (task entry - (send time + 2 s)). Conveyor alone: publish→handler latency
-at a steady 1,000/s. The report prints Conveyor ÷ the best peer for each figure and checks the
-bars of issue 7.
+lateness p50/p99/max (task entry - (send time + 2 s)); (c) single tasks sent at a steady
+1,000/s for 10 s: publish→handler latency p50/p99/max (task entry - send time), losses and
+duplicates. The report prints Conveyor ÷ the best peer for each figure (for a time, lower is
+better: below 1, Conveyor is ahead) and checks the bars of issue 7.
 
 Usage: ``python -m bench.peers.compare [--quick] [--write-doc docs/benchmarks.md]``
 (``make bench-peers``).
@@ -80,7 +81,9 @@ def cases(work: Workload) -> list[tuple[str, list[str]]]:
     out = [(f"drain {n}", ["--case", "drain", "--tasks", str(n)]) for n in work.drains]
     delayed = ["--case", "delayed", "--tasks", str(work.delayed_tasks)]
     delayed += ["--delay", str(work.delay), "--rate", str(work.delayed_rate)]
-    return [*out, ("delayed", delayed)]
+    latency = ["--case", "latency", "--tasks", str(int(work.latency_rate * work.latency_seconds))]
+    latency += ["--rate", str(work.latency_rate)]
+    return [*out, ("delayed", delayed), ("latency", latency)]
 
 
 def peer_run(peer: str, args: list[str], appendonly: bool) -> tuple[dict[str, object], str]:
@@ -203,20 +206,16 @@ def figures(work: Workload) -> list[Figure]:
         Figure("delayed", f"{d}: lateness max (ms)", _lateness(1.0), False, "{:,.1f}"),
         Figure("delayed", f"{d}: lost, all rounds", _total("lost"), None),
         Figure("delayed", f"{d}: early, all rounds", _early, None),
-        Figure(
-            "latency",
-            f"publish→handler latency at a steady {work.latency_rate:,}/s, p50 (ms)",
-            _lateness(0.5),
-            None,
-            "{:,.1f}",
-        ),
-        Figure(
-            "latency",
-            f"publish→handler latency at a steady {work.latency_rate:,}/s, p99 (ms)",
-            _lateness(0.99),
-            None,
-            "{:,.1f}",
-        ),
+    ]
+    lat = f"publish→handler latency at a steady {work.latency_rate:,}/s"
+    sent = _median(_rate("enqueue_seconds"))
+    rows += [
+        Figure("latency", f"{lat}: send rate reached (/s)", sent, None),
+        Figure("latency", f"{lat}, p50 (ms)", _lateness(0.5), False, "{:,.1f}"),
+        Figure("latency", f"{lat}, p99 (ms)", _lateness(0.99), False, "{:,.1f}"),
+        Figure("latency", f"{lat}, max (ms)", _lateness(1.0), False, "{:,.1f}"),
+        Figure("latency", f"{lat}: lost, all rounds", _total("lost"), None),
+        Figure("latency", f"{lat}: duplicates, all rounds", _total("duplicates"), None),
     ]
     return rows
 

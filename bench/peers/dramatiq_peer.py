@@ -6,7 +6,8 @@ Redis every ``dramatiq_worker_timeout`` ms: 1,000 by default, which makes a dela
 to a second late (it is moved from the delay queue to the queue when due, then waits for the
 next poll); set to ``POLL_MS``. The producer calls
 ``send_with_options`` once per task (``delay=`` in milliseconds for the delayed case: Dramatiq
-puts the message on the queue's delay queue and a worker moves it back when due).
+puts the message on the queue's delay queue and a worker moves it back when due; the latency
+case: no delay, paced at a steady ``--rate``/s, the same workers).
 
 Usage: ``BENCH_PEER_BROKER=redis://… python -m bench.peers.dramatiq_peer --case drain --tasks N
 --out result.json`` (see :mod:`bench.peers.common`).
@@ -53,7 +54,8 @@ class DramatiqPeer(Peer):
     def config(self) -> str:
         return (
             f"{self.processes} processes x {THREADS} threads, default middleware, acks after "
-            f"the actor, dramatiq_worker_timeout={POLL_MS} ms; one send per task"
+            f"the actor, dramatiq_worker_timeout={POLL_MS} ms; one send_with_options per task "
+            "(delayed: delay=; latency: at a steady rate)"
         )
 
     def versions(self) -> str:

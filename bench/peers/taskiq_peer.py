@@ -6,7 +6,9 @@ Redis brokers that acknowledges: ``ListQueueBroker`` pops a message and forgets 
 worker that dies loses what it held, and it drained no faster here (~10%, within the noise).
 Workers: ``taskiq worker --workers 2`` (one process per core), ``--max-async-tasks
 MAX_ASYNC``. The producer is one asyncio process keeping ``WINDOW``
-``kiq()`` calls in flight (taskiq's producer is async: this is its fast way from one process).
+``kiq()`` calls in flight (taskiq's producer is async: this is its fast way from one process);
+the latency case: the same, paced at a steady ``--rate``/s (each task stamped as its ``kiq()``
+starts), the same workers.
 
 Delayed tasks: taskiq has no delayed delivery in the Redis broker; a task is scheduled with
 ``schedule_by_time`` into a ``ListRedisScheduleSource`` and a ``taskiq scheduler`` process
@@ -30,7 +32,7 @@ from pathlib import Path
 from taskiq import TaskiqScheduler
 from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 
-from bench.peers.common import BROKER_ENV, Peer, main, note, pause, spawn
+from bench.peers.common import BROKER_ENV, Peer, main, note, pause, spawn, stamp
 
 MAX_ASYNC = 100  # taskiq's default
 WINDOW = 8  # kiq() calls in flight in the producer (64 enqueued half as fast, 1 no faster)
@@ -70,30 +72,29 @@ class TaskiqPeer(Peer):
         return workers
 
     def send(self, task_id: int, due: float, delay: float) -> None:
-        self._loop.run_until_complete(self._send(task_id, delay))
+        self._loop.run_until_complete(self._send(task_id, due, delay))
 
-    async def _send(self, task_id: int, delay: float) -> None:
+    async def _send(self, task_id: int, due: float, delay: float) -> None:
         if not self._started:
             await broker.startup()
             await source.startup()
             self._started = True
-        due = time.time() + delay if delay else 0.0
         if delay:
             when = datetime.fromtimestamp(due, UTC)
             await record.kicker().schedule_by_time(source, when, task_id, due)
         else:
             await record.kiq(task_id, due)
 
-    def enqueue(self, ids: range, delay: float, rate: float) -> None:
-        self._loop.run_until_complete(self._enqueue(ids, delay, rate))
+    def enqueue(self, ids: range, delay: float, rate: float, timed: bool) -> None:
+        self._loop.run_until_complete(self._enqueue(ids, delay, rate, timed))
 
-    async def _enqueue(self, ids: range, delay: float, rate: float) -> None:
+    async def _enqueue(self, ids: range, delay: float, rate: float, timed: bool) -> None:
         window = asyncio.Semaphore(WINDOW)
         pending: set[asyncio.Task[None]] = set()
 
         async def one(task_id: int) -> None:
             try:
-                await self._send(task_id, delay)
+                await self._send(task_id, stamp(delay, timed), delay)
             finally:
                 window.release()
 
@@ -111,8 +112,8 @@ class TaskiqPeer(Peer):
         return (
             f"{type(broker).__name__}, taskiq worker --workers {self.processes} "
             f"--max-async-tasks {MAX_ASYNC}, acks when_saved; producer: {WINDOW} kiq() in "
-            "flight; delayed: schedule_by_time + ListRedisScheduleSource + taskiq scheduler "
-            "--update-interval 1"
+            "flight (latency: at a steady rate); delayed: schedule_by_time + "
+            "ListRedisScheduleSource + taskiq scheduler --update-interval 1"
         )
 
     def versions(self) -> str:
