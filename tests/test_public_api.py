@@ -8,6 +8,8 @@ import conveyor
 
 EXPECTED = {
     "AsyncClient",
+    "AsyncPublisher",
+    "BatchSettings",
     "Client",
     "Compatibility",
     "Conflict",
@@ -24,6 +26,8 @@ EXPECTED = {
     "Lambda",
     "NotFound",
     "Priority",
+    "Publisher",
+    "PublisherFull",
     "RateLimit",
     "RateLimited",
     "ReleasePolicy",
@@ -46,6 +50,7 @@ ERRORS = {
     "IncompatibleSchema",
     "InvalidRequest",
     "NotFound",
+    "PublisherFull",
     "RateLimited",
     "SchemaViolation",
     "StoreUnavailable",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from conveyor.client import AsyncClient, Client
+from conveyor.client import AsyncClient, AsyncPublisher, BatchSettings, Client, Publisher
 from conveyor.delivery.health import HealthPolicy
 from conveyor.delivery.releases_policy import ReleasePolicy
 from conveyor.errors import (
@@ -22,6 +22,7 @@ from conveyor.errors import (
     IncompatibleSchema,
     InvalidRequest,
     NotFound,
+    PublisherFull,
     RateLimited,
     SchemaViolation,
     StoreUnavailable,
@@ -45,6 +46,8 @@ from conveyor.model import (
 
 __all__ = [
     "AsyncClient",
+    "AsyncPublisher",
+    "BatchSettings",
     "Client",
     "Compatibility",
     "Conflict",
@@ -61,6 +64,8 @@ __all__ = [
     "Lambda",
     "NotFound",
     "Priority",
+    "Publisher",
+    "PublisherFull",
     "RateLimit",
     "RateLimited",
     "ReleasePolicy",

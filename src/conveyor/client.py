@@ -13,6 +13,15 @@ server listed (a batch's bad events with their ``index``)::
 from __future__ import annotations
 
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
+from conveyor._client.batching import AsyncPublisher, BatchSettings
 from conveyor._client.sync_client import Client
+from conveyor._client.threaded import Publisher
 
-__all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Client"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AsyncClient",
+    "AsyncPublisher",
+    "BatchSettings",
+    "Client",
+    "Publisher",
+]

@@ -8,6 +8,7 @@ Branches are chosen by how the caller should react::
     ├── NotFound                 the named topic, subscription or event does not exist (404)
     ├── Conflict                 exists with another definition / idempotency key reused (409)
     ├── RateLimited              the platform asks the caller to slow down (429)
+    ├── PublisherFull            the SDK's batching publisher holds max_pending events already
     ├── StoreUnavailable         the durable store could not commit; nothing was acknowledged (503)
     ├── LeaseLost                this node no longer holds a partition: its write was refused
     └── DeliveryError            a push to a lambda did not produce per-event results
@@ -135,6 +136,21 @@ class RateLimited(ConveyorError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PublisherFull(ConveyorError):
+    """A batching publisher already holds its ``max_pending`` events (raised by the SDK's
+    ``submit``, never by the node); wait for some to be answered, or use ``publish``."""
+
+    code = "publisher_full"
+    status = 503
+
+    def __init__(self, max_pending: int) -> None:
+        super().__init__(
+            f"the publisher already holds its max_pending of {max_pending} events awaiting "
+            "their answer; await publish() instead of submit(), or raise max_pending"
+        )
+        self.max_pending = max_pending
 
 
 class StoreUnavailable(ConveyorError):

@@ -227,10 +227,11 @@ async def test_a_partial_batch_stores_the_valid_events_and_lists_the_others(
     body = await partial.json()
     assert [r["index"] for r in body["results"]] == [0, 2]
     (rejected,) = body["rejected"]
-    assert (rejected["index"], rejected["field"], rejected["rule"]) == (
+    assert (rejected["index"], rejected["field"], rejected["rule"], rejected["code"]) == (
         1,
         "/events/1/payload/amount",
         "type",
+        "schema_violation",
     )
     assert none_valid.status == 200  # processed, nothing created
     assert (await none_valid.json())["results"] == []

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from conveyor._client.batching import AsyncPublisher, BatchSettings
 from conveyor._client.dlq import listing_query, selection
 from conveyor._client.errors import error_from_answer
 from conveyor._client.http import Answer, HttpSession, _segment
@@ -417,8 +418,43 @@ class AsyncClient(ReleaseMethods, AsyncResource):
             priority=priority,
             schema_version=schema_version,
         )
+        return await self.publish_request(topic, request)
+
+    async def publish_request(self, topic: str, request: PublishRequest) -> PublishResult:
+        """Publish one event already built as a :class:`PublishRequest`; see :meth:`publish`."""
         answer = await self._http.request("POST", ["topics", topic, "events"], request)
         return self._http.decode(answer, _PUBLISHED)
+
+    def publisher(
+        self,
+        *,
+        linger: float = 0.005,
+        max_events: int = 1000,
+        max_bytes: int = 4 * 1024 * 1024,
+        max_in_flight: int = 4,
+        max_pending: int = 100_000,
+    ) -> AsyncPublisher:
+        """A publisher that gathers this client's single publishes into batch requests.
+
+        Each ``await publisher.publish(...)`` still returns its own event's result once it is
+        durable, and raises its own event's error; events of one key keep their order (see
+        :mod:`conveyor._client.batching` and docs/publishing.md)::
+
+            async with client.publisher() as publisher:
+                await asyncio.gather(*(publisher.publish("orders", o) for o in orders))
+
+        Args:
+            linger: seconds the first event of a batch waits for others.
+            max_events: events in one request, at most.
+            max_bytes: bytes of events in one request, about.
+            max_in_flight: batch requests awaiting their answer at once.
+            max_pending: events buffered or in flight, at most (``publish`` waits beyond it).
+
+        Raises:
+            ValueError: a setting is out of range.
+        """
+        settings = BatchSettings(linger, max_events, max_bytes, max_in_flight, max_pending)
+        return AsyncPublisher(self, settings)
 
     async def publish_batch(
         self, topic: str, events: Sequence[PublishRequest | Mapping[str, object]]

@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
+from conveyor._client.batching import BatchSettings
+from conveyor._client.threaded import Publisher
 from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterPage
 from conveyor.api.registry_schemas import (
     CompatibilityView,
@@ -73,6 +75,7 @@ class Client:
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0) -> None:
         self._client = AsyncClient(base_url, timeout=timeout)
+        self._timeout = timeout
         self._runner = asyncio.Runner()
         self._closed = False
 
@@ -258,6 +261,30 @@ class Client:
                 schema_version=schema_version,
             )
         )
+
+    def publisher(
+        self,
+        *,
+        linger: float = 0.005,
+        max_events: int = 1000,
+        max_bytes: int = 4 * 1024 * 1024,
+        max_in_flight: int = 4,
+        max_pending: int = 100_000,
+    ) -> Publisher:
+        """A publisher that gathers single publishes, from any thread, into batch requests.
+
+        It runs on a thread of its own (this client stays one-thread-at-a-time); see
+        :meth:`AsyncClient.publisher` for the settings::
+
+            with client.publisher() as publisher:
+                futures = [publisher.submit("orders", o) for o in orders]
+                results = [f.result() for f in futures]
+
+        Raises:
+            ValueError: a setting is out of range.
+        """
+        settings = BatchSettings(linger, max_events, max_bytes, max_in_flight, max_pending)
+        return Publisher(self._client.base_url, timeout=self._timeout, settings=settings)
 
     def publish_batch(
         self, topic: str, events: Sequence[PublishRequest | Mapping[str, object]]

@@ -181,7 +181,8 @@ async def publish_batch(request: web.Request) -> web.Response:
     for problem in problems:
         relocate(problem, request)
     rejected = [
-        ErrorDetail(message=p.message, field=p.field, rule=p.rule, index=p.index) for p in problems
+        ErrorDetail(message=p.message, field=p.field, rule=p.rule, index=p.index, code=p.code)
+        for p in problems
     ]
     # 201 when something was stored; 200 (processed, nothing created) when none was valid.
     return _json(BatchPublishResult(results, rejected), 201 if results else 200)

@@ -277,7 +277,18 @@ class LambdaInfo(msgspec.Struct):
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
-    """What is wrong with one part of a request."""
+    """What is wrong with one part of a request.
+
+    Attributes:
+        message: what is wrong, for a person.
+        field: JSON pointer of the offending field.
+        rule: the rule it broke.
+        index: the event's index in a batch.
+        old: for a schema change, the old type or value at ``field``.
+        new: for a schema change, the new one.
+        code: for an event a partial batch rejected, the code its own publish would have
+            answered with (``invalid_request`` or ``schema_violation``).
+    """
 
     message: str
     field: str | None = None
@@ -285,6 +296,7 @@ class ErrorDetail(msgspec.Struct, omit_defaults=True):
     index: int | None = None
     old: str | None = None
     new: str | None = None
+    code: str | None = None
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
