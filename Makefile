@@ -37,6 +37,7 @@ bench: $(STAMP) bench-peers-venv
 	$(BIN)/python -m bench.timers --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.schemas --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.delivery --write-doc docs/benchmarks.md
+	$(BIN)/python -m bench.publisher --write-doc docs/benchmarks.md
 ifneq ($(PG_BENCH),)
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --section pg1 --write-doc docs/benchmarks.md
 	$(BIN)/python -m bench.drain --postgres "$(PG_BENCH)" --nodes 2 --section pg2 --write-doc docs/benchmarks.md

@@ -9,16 +9,20 @@ too fast for the race to show.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
+from typer.testing import CliRunner
 
 from conveyor.api.app import build_app
 from conveyor.api.schemas import BatchPublishResult, PublishRequest, PublishResult
+from conveyor.cli import app as cli
 from conveyor.client import AsyncClient, AsyncPublisher, BatchSettings, Client
 from conveyor.clock import FakeClock
 from conveyor.errors import Conflict, ConveyorError, PublisherFull, SchemaViolation
@@ -322,3 +326,60 @@ def test_closing_the_blocking_publisher_sends_what_it_holds(platform: ThreadedPl
         futures = [publisher.submit(LOG, {"n": n}) for n in range(5)]
         publisher.close()
         assert [f.result(timeout=0).offset for f in futures] == [0, 1, 2, 3, 4]
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+def test_publish_many_sends_ndjson_lines_in_batches_and_names_each_bad_line(
+    platform: ThreadedPlatform, tmp_path: Path
+) -> None:
+    # Given a file of 300 event lines with a blank line, a broken one and one without payload
+    lines = [json.dumps({"payload": {"n": n}, "key": f"k{n % 3}"}) for n in range(300)]
+    lines[10] = ""
+    lines[20] = "{not json"
+    lines[30] = json.dumps({"key": "k"})
+    source = tmp_path / "events.ndjson"
+    source.write_text("\n".join(lines) + "\n")
+
+    # When it is published with batches of 100
+    result = CliRunner().invoke(
+        cli,
+        [
+            "publish-many",
+            LOG,
+            str(source),
+            "--max-events",
+            "100",
+            "--json",
+            "--server",
+            platform.url,
+        ],
+    )
+
+    # Then the good lines are stored in order, the bad ones named by line number, exit 1
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["published"] == 297
+    assert [f["line"] for f in summary["failed"]] == [21, 31]
+    assert "not JSON" in summary["failed"][0]["error"]
+    assert "payload" in summary["failed"][1]["error"]
+    assert 3 <= summary["requests"] <= 5
+    stored = [p["n"] for _, p in platform.call(logged(platform.rig))]  # type: ignore[index]
+    assert stored == [n for n in range(300) if n not in (10, 20, 30)]
+
+
+def test_publish_many_takes_bare_payloads_from_stdin_and_reports_rejections(
+    platform: ThreadedPlatform,
+) -> None:
+    platform.call(
+        platform.rig.node.catalog.put_topic(Topic(name=TYPED, partitions=1, schema=SCHEMA))
+    )
+    stdin = "\n".join(['{"n": 1}', '{"n": "two"}', '{"n": 3}']) + "\n"
+
+    result = CliRunner().invoke(
+        cli, ["publish-many", TYPED, "-", "--payloads", "--server", platform.url], input=stdin
+    )
+
+    assert result.exit_code == 1
+    assert "published 2 events in 1 requests" in result.stdout
+    assert "line 2: /payload/n (type)" in result.stderr
+    assert [p for _, p in platform.call(logged(platform.rig, TYPED))] == [{"n": 1}, {"n": 3}]

@@ -7,9 +7,11 @@ durable) and one real ``conveyor worker`` running :mod:`bench.timer_lambdas`, st
 writes the list out only between cases. Losses and duplicates are counted from these ids as the
 peers' are (:func:`bench.peers.common.tally`).
 
-* drain: N events published by one process in batches of 1,000, 4 requests in flight
-  (:func:`bench.drain.publish_all`, Conveyor's fast way to publish from one process); enqueue
-  rate = N / publish time, drain rate = N / (last handler call - first publish);
+* drain: N events published by one producer with one SDK call per event, as the peers'
+  producers make one call per task: ``AsyncPublisher.submit`` (``client.publisher()``), which
+  gathers the calls into batch requests (linger 5 ms, at most 1,000 events per request, 4
+  requests in flight); enqueue rate = N / (last acknowledgement - first call), drain rate =
+  N / (last handler call - first call);
 * delayed: single publishes with ``delay`` seconds, paced at ``rate``/s; lateness = handler
   entry - (the publisher's ``time.time()`` before the request + the delay), as for the peers;
 * latency: single publishes at a steady 1,000/s (:func:`bench.drain.steady`);
@@ -29,16 +31,16 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.drain import ROOT, publish_all, steady
+from bench.drain import ROOT, steady
 from bench.peers.common import Row, pause, tally
 from bench.timers import JSON, Platform, Record
+from conveyor.client import AsyncClient
 
-BATCH = 1000  # events per publish request
-IN_FLIGHT = 4  # publish requests at once
 CONFIG = (
     "conveyor serve (SQLite WAL, synchronous=FULL) + 1 conveyor worker (--concurrency 1024; "
-    "max_batch 500); producer: batches of 1,000, 4 requests in flight; delayed: one publish "
-    "per event with delay"
+    "max_batch 500); producer: one AsyncPublisher.submit per task (the SDK batches them: "
+    "linger 5 ms, <= 1,000 events per request, 4 requests in flight); delayed and latency: one "
+    "HTTP publish per event"
 )
 
 
@@ -78,12 +80,17 @@ def _rows(records: list[Record], due: float | None) -> list[Row]:
 
 
 async def drain(platform: Platform, session: aiohttp.ClientSession, n: int) -> dict[str, object]:
-    """``n`` events published in batches; every handler call noted."""
-    url = f"{platform.base}/v1/topics/probe/events/batch"
-    start = await publish_all(session, [url], n, BATCH, IN_FLIGHT)
+    """``n`` events, one SDK call each (batched by the SDK); every handler call noted."""
+    start = time.time()
+    async with AsyncClient(platform.base) as client, client.publisher() as publisher:
+        futures = []
+        for i in range(n):
+            await publisher.room()  # returns at once unless max_pending are pending
+            futures.append(publisher.submit("probe", {"i": i}))
+        await asyncio.gather(*futures)
     enqueued = time.time()
     records = await platform.collect(n, 600)
-    return tally(_rows(records, None), n // BATCH * BATCH, start, enqueued)
+    return tally(_rows(records, None), n, start, enqueued)
 
 
 async def delayed(

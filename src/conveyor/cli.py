@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from conveyor._cli_bulk import publish_many
 from conveyor._cli_dlq import dlq_app
 from conveyor._cli_endpoint import endpoint_app, print_lambdas
 from conveyor._cli_release import release_app
@@ -48,6 +49,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(schema_app, name="schema")
 app.add_typer(release_app, name="release")
+app.command("publish-many")(publish_many)
 
 console = Console()
 err = Console(stderr=True)

@@ -204,10 +204,15 @@ class AsyncPublisher:
 
     async def publish_request(self, topic: str, request: PublishRequest) -> PublishResult:
         """:meth:`publish` for an event already built as a :class:`PublishRequest`."""
+        await self.room()
+        return await self._add(topic, request)
+
+    async def room(self) -> None:
+        r"""Return once fewer than ``max_pending`` events are pending (at once if so now):
+        what a producer that :meth:`submit`\s without awaiting each answer waits on."""
         if self._pending >= self.settings.max_pending:
             async with self._room:
                 await self._room.wait_for(lambda: self._pending < self.settings.max_pending)
-        return await self._add(topic, request)
 
     def submit(
         self,
