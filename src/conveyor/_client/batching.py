@@ -319,12 +319,13 @@ class AsyncPublisher:
                 await before.answered.wait()
             async with self._slots:
                 await self._answer(topic, events)
-        except BaseException as e:  # cancelled: every call of the batch learns it
+        except asyncio.CancelledError:  # the loop is going away: so are the calls' waits
             for waiting in events:
-                if not waiting.future.done():
-                    waiting.future.set_exception(e)
-            if not isinstance(e, Exception):
-                raise
+                waiting.future.cancel()
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug here must still answer every call
+            for waiting in events:
+                _settle(waiting.future, error=e)
         finally:
             sent.answered.set()
             self._sent[topic].remove(sent)
