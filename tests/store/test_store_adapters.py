@@ -137,7 +137,7 @@ async def test_a_batch_of_any_size_is_logged_whole_in_order(store: Store, size: 
     assert [(e.offset, e.id, e.payload) for e in logged] == [
         (n, e.id, e.payload) for n, e in enumerate(events)
     ]
-    assert {e.attributes["source"] for e in logged} == {"test"}
+    assert {(e.attributes or {}).get("source") for e in logged} == {"test"}
 
 
 # -- atomicity and idempotency --------------------------------------------------------------------
