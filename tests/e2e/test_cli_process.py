@@ -104,3 +104,37 @@ def test_the_cli_reports_bad_input_with_field_and_rule_and_exits_1(platform: Pla
     assert bad.returncode == 1
     assert "/dead_letter_topic" in bad.stderr
     assert "exists" in bad.stderr
+
+
+def test_publish_many_streams_ndjson_to_a_worker_every_line_once(platform: Platform) -> None:
+    # Given a topic and a worker recording every event it handles
+    assert cli(platform, "topic", "create", "orders", "--partitions", "4").returncode == 0
+    platform.worker()
+    lines = [json.dumps({"payload": {"n": n}, "key": f"k{n % 10}"}) for n in range(3000)]
+
+    # When 3,000 event lines are piped to `conveyor publish-many`
+    done = cli(
+        platform,
+        "publish-many",
+        "orders",
+        "-",
+        "--max-events",
+        "500",
+        "--json",
+        stdin="\n".join(lines) + "\n",
+    )
+
+    # Then every line was acknowledged in a handful of requests …
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["published"], summary["failed"]) == (3000, [])
+    assert 6 <= summary["requests"] <= 12
+
+    # … and the worker handled each exactly once
+    def all_handled() -> bool:
+        return len([r for r in platform.records() if r["sub"] == "e2e.record"]) >= 3000
+
+    wait_for(all_handled, timeout=60, interval=0.2)
+    handled = [r for r in platform.records() if r["sub"] == "e2e.record"]
+    assert sorted(r["payload"]["n"] for r in handled) == list(range(3000))  # type: ignore[index]
+    assert len({r["id"] for r in handled}) == 3000
