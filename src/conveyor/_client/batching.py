@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, Unpack
 
-from conveyor._client.publish import build_request
+from conveyor._client.publish import PublishOptions, build_request
 from conveyor.api.schemas import ErrorDetail, PublishRequest, PublishResult
 from conveyor.clock import Clock, SystemClock, TimerHandle
 from conveyor.errors import (
@@ -47,7 +45,6 @@ from conveyor.errors import (
     PublisherFull,
     SchemaViolation,
 )
-from conveyor.model import Priority
 
 if TYPE_CHECKING:
     from conveyor._client.async_client import AsyncClient
@@ -173,14 +170,7 @@ class AsyncPublisher:
         self,
         topic: str,
         payload: object,
-        *,
-        key: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        delay: float | timedelta | None = None,
-        deliver_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        schema_version: int | None = None,
+        **options: Unpack[PublishOptions],
     ) -> PublishResult:
         """Publish one event through the next batch; it is durable when this returns.
 
@@ -190,16 +180,7 @@ class AsyncPublisher:
         Raises:
             RuntimeError: the publisher is closed.
         """
-        request = build_request(
-            payload,
-            key=key,
-            attributes=attributes,
-            delay=delay,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            schema_version=schema_version,
-        )
+        request = build_request(payload, **options)
         return await self.publish_request(topic, request)
 
     async def publish_request(self, topic: str, request: PublishRequest) -> PublishResult:
@@ -218,14 +199,7 @@ class AsyncPublisher:
         self,
         topic: str,
         payload: object,
-        *,
-        key: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        delay: float | timedelta | None = None,
-        deliver_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        schema_version: int | None = None,
+        **options: Unpack[PublishOptions],
     ) -> asyncio.Future[PublishResult]:
         """Queue one event without waiting; the future resolves as :meth:`publish` returns.
 
@@ -234,16 +208,7 @@ class AsyncPublisher:
             RuntimeError: the publisher is closed.
             TypeError, ValueError: as :meth:`AsyncClient.publish`, at once.
         """
-        request = build_request(
-            payload,
-            key=key,
-            attributes=attributes,
-            delay=delay,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            schema_version=schema_version,
-        )
+        request = build_request(payload, **options)
         return self.submit_request(topic, request)
 
     def submit_request(self, topic: str, request: PublishRequest) -> asyncio.Future[PublishResult]:

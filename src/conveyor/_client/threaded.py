@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from conveyor._client.async_client import AsyncClient
 from conveyor._client.batching import AsyncPublisher, BatchSettings
-from conveyor._client.publish import build_request
+from conveyor._client.publish import PublishOptions, build_request
 from conveyor.api.schemas import PublishRequest, PublishResult
-from conveyor.model import Priority
 
 __all__ = ["Publisher"]
 
@@ -70,14 +68,7 @@ class Publisher:
         self,
         topic: str,
         payload: object,
-        *,
-        key: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        delay: float | timedelta | None = None,
-        deliver_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        schema_version: int | None = None,
+        **options: Unpack[PublishOptions],
     ) -> PublishResult:
         """Publish one event through the next batch; it is durable when this returns.
 
@@ -87,30 +78,14 @@ class Publisher:
         Raises:
             RuntimeError: the publisher is closed.
         """
-        request = build_request(
-            payload,
-            key=key,
-            attributes=attributes,
-            delay=delay,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            schema_version=schema_version,
-        )
+        request = build_request(payload, **options)
         return self._call(self._publisher.publish_request(topic, request)).result()
 
     def submit(
         self,
         topic: str,
         payload: object,
-        *,
-        key: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        delay: float | timedelta | None = None,
-        deliver_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        schema_version: int | None = None,
+        **options: Unpack[PublishOptions],
     ) -> concurrent.futures.Future[PublishResult]:
         """Queue one event; the future resolves (or raises) as :meth:`publish` would.
 
@@ -121,16 +96,7 @@ class Publisher:
             RuntimeError: the publisher is closed.
             TypeError, ValueError: as :meth:`Client.publish`, at once.
         """
-        request = build_request(
-            payload,
-            key=key,
-            attributes=attributes,
-            delay=delay,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            schema_version=schema_version,
-        )
+        request = build_request(payload, **options)
         out: concurrent.futures.Future[PublishResult] = concurrent.futures.Future()
         with self._lock:
             self._check_open()
