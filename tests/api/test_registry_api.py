@@ -239,3 +239,30 @@ async def test_a_partial_batch_stores_the_valid_events_and_lists_the_others(
     assert (await bad_flag.json())["error"]["field"] == "/query/partial"
     stored = [await (await client.get(f"/v1/events/{r['id']}")).json() for r in body["results"]]
     assert [e["payload"]["id"] for e in stored] == ["a", "c"]
+
+
+async def test_a_one_member_oneof_registers_and_its_subject_stays_readable(
+    client: Client,
+) -> None:
+    # When a Protobuf schema whose oneof has a single member is registered over HTTP
+    proto = 'syntax = "proto3";\nmessage M { oneof o { int32 a = 1; } }\n'
+    registered = await client.post(
+        "/v1/subjects/m/versions", json={"schema": proto, "type": "protobuf"}
+    )
+
+    # Then it is created, and the subject's latest version and the schema by id read back
+    assert registered.status == 201
+    schema_id = (await registered.json())["id"]
+    latest = await client.get("/v1/subjects/m/versions/latest")
+    by_id = await client.get(f"/v1/schemas/{schema_id}")
+    assert (latest.status, by_id.status) == (200, 200)
+    assert (await latest.json())["id"] == schema_id
+
+    # And a topic bound to it takes a valid event and refuses an invalid one
+    bound = await client.post("/v1/topics", json={"name": "m", "schema_settings": {"subject": "m"}})
+    assert bound.status == 201
+    good = await client.post("/v1/topics/m/events", json={"payload": {"a": 7}})
+    bad = await client.post("/v1/topics/m/events", json={"payload": {"a": "seven"}})
+    assert good.status == 201
+    assert bad.status == 422
+    assert (await bad.json())["error"]["field"] == "/payload/a"
