@@ -221,3 +221,22 @@ async def test_a_store_holding_a_version_written_by_the_broken_build_is_readable
     assert latest.id == by_id.id == again.id == written.id
     assert not created
     assert latest.validator.is_valid({"a": 1})
+
+
+async def test_a_protobuf_version_dropping_a_oneof_member_is_refused_in_backward(
+    registry: SchemaRegistry,
+) -> None:
+    # Given a subject whose message has a oneof of two members
+    two = 'syntax = "proto3";\nmessage M { oneof o { int32 a = 1; string b = 2; } }\n'
+    one = 'syntax = "proto3";\nmessage M { oneof p { int32 a = 1; } }\n'
+    await registry.register("m", SchemaType.PROTOBUF, two)
+
+    # When a version drops a member while renaming the oneof
+    with pytest.raises(IncompatibleSchema) as refused:
+        await registry.register("m", SchemaType.PROTOBUF, one)
+
+    # Then it is refused naming the dropped member, and nothing is stored
+    assert [(e.field, e.rule) for e in refused.value.errors] == [
+        ("/messages/M/fields/b", "oneof_field_removed")
+    ]
+    assert [v.version for v in await registry.versions("m")] == [1]
