@@ -28,7 +28,8 @@ _HANDLED = frozenset(
     {"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
      "multipleOf", "minLength", "maxLength", "pattern", "items", "prefixItems", "minItems",
      "maxItems", "uniqueItems", "properties", "patternProperties", "additionalProperties",
-     "required", "dependentRequired", "minProperties", "maxProperties", "allOf", "anyOf",
+     "required", "dependentRequired", "dependentSchemas", "minProperties", "maxProperties",
+     "allOf", "anyOf",
      "oneOf", "$ref", "contains", "minContains", "maxContains"}
 )  # fmt: skip
 _CONTAINS = ("contains", "minContains", "maxContains")
