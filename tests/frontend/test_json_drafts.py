@@ -182,6 +182,15 @@ CHECKS: dict[str, tuple[Schema, Schema, list[tuple[str, str]]]] = {
 }
 
 
+def test_an_asserted_format_is_named_format_in_the_finding() -> None:
+    [finding] = jsonschema.check(
+        parse({"$schema": D7, "type": "string", "format": "email"}),
+        parse({"type": "string", "format": "email"}),
+    )
+    assert (finding.old, finding.new) == (None, '"email"')
+    assert "format (asserted by its draft)" in finding.message
+
+
 @pytest.mark.parametrize(("reader", "writer", "expected"), CHECKS.values(), ids=CHECKS.keys())
 def test_documents_of_any_draft_are_compared_by_what_they_mean(
     reader: Schema, writer: Schema, expected: list[tuple[str, str]]
