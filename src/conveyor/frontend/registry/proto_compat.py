@@ -153,7 +153,8 @@ def check(reader: ProtoSchema, writer: ProtoSchema) -> list[Breaking]:
         compatible.
     """
     checker = _Checker(reader.descriptor.file.package)
-    if reader.message_name != writer.message_name:
+    renamed = writer.descriptor if reader.message_name != writer.message_name else None
+    if renamed is not None:
         checker.add(
             join("/", "messages", checker.local(reader.message_name)),
             "message_renamed",
@@ -163,7 +164,6 @@ def check(reader: ProtoSchema, writer: ProtoSchema) -> list[Breaking]:
             f"{writer.message_name!r} for the writer",
         )
     checker.message(reader.descriptor, writer.descriptor)
-    renamed = writer.descriptor if reader.message_name != writer.message_name else None
     checker.file(reader.descriptor.file, writer.descriptor.file, renamed)
     return checker.found
 
