@@ -100,10 +100,15 @@ CHECKS: dict[str, tuple[Schema, Schema, list[tuple[str, str]]]] = {
         TUPLE_07,
         [("/prefixItems/0", "type_changed")],
     ),
-    "additionalItems beside a single items schema is ignored": (
+    "additionalItems beside a single items schema constrains nothing": (
         {"$schema": D7, "type": "array", "items": {"type": "string"}},
         {"$schema": D7, "type": "array", "items": {"type": "string"}, "additionalItems": False},
         [],
+    ),
+    "but a reader's is compared as a whole, as Confluent's registry does": (
+        {"additionalItems": False},
+        {"additionalItems": True},
+        [("/", "keyword_changed")],
     ),
     "dependencies (names) as dependentRequired": (
         {"$schema": D2019, "type": "object", "dependentRequired": {"a": ["b"]}},

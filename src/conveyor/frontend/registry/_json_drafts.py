@@ -8,7 +8,7 @@ is validated under its schema's own draft (jsonschema-rs picks it from ``$schema
 versions written in different drafts still compare keyword by keyword:
 
 * array-form ``items`` (before 2020-12) is ``prefixItems``, and ``additionalItems`` the
-  ``items`` after them (ignored beside a single ``items`` schema);
+  ``items`` after them (elsewhere it constrains nothing, and is compared only as a whole);
 * ``dependencies`` (every draft: jsonschema-rs enforces it even in 2019-09 and 2020-12) is
   ``dependentRequired`` for its lists and ``dependentSchemas`` for its schemas;
 * up to draft 7, the siblings of ``$ref`` are ignored, ``format`` is asserted (kept under
@@ -133,7 +133,8 @@ def _object(node: Node, draft: Draft) -> dict[str, object]:
         out["prefixItems"] = out.pop("items")
         if "additionalItems" in out:
             out["items"] = out.pop("additionalItems")
-    out.pop("additionalItems", None)
+    # An additionalItems left (beside a single items schema, or none) constrains nothing, but
+    # stays a keyword compared only when identical, as Confluent's registry compares it.
     if "dependencies" in out:
         _split_dependencies(out)
     if draft <= Draft.DRAFT_7:
