@@ -239,3 +239,76 @@ async def test_a_partial_batch_stores_the_valid_events_and_lists_the_others(
     assert (await bad_flag.json())["error"]["field"] == "/query/partial"
     stored = [await (await client.get(f"/v1/events/{r['id']}")).json() for r in body["results"]]
     assert [e["payload"]["id"] for e in stored] == ["a", "c"]
+
+
+async def test_a_one_member_oneof_registers_and_its_subject_stays_readable(
+    client: Client,
+) -> None:
+    # When a Protobuf schema whose oneof has a single member is registered over HTTP
+    proto = 'syntax = "proto3";\nmessage M { oneof o { int32 a = 1; } }\n'
+    registered = await client.post(
+        "/v1/subjects/m/versions", json={"schema": proto, "type": "protobuf"}
+    )
+
+    # Then it is created, and the subject's latest version and the schema by id read back
+    assert registered.status == 201
+    schema_id = (await registered.json())["id"]
+    latest = await client.get("/v1/subjects/m/versions/latest")
+    by_id = await client.get(f"/v1/schemas/{schema_id}")
+    assert (latest.status, by_id.status) == (200, 200)
+    assert (await latest.json())["id"] == schema_id
+
+    # And a topic bound to it takes a valid event and refuses an invalid one
+    bound = await client.post("/v1/topics", json={"name": "m", "schema_settings": {"subject": "m"}})
+    assert bound.status == 201
+    good = await client.post("/v1/topics/m/events", json={"payload": {"a": 7}})
+    bad = await client.post("/v1/topics/m/events", json={"payload": {"a": "seven"}})
+    assert good.status == 201
+    assert bad.status == 422
+    assert (await bad.json())["error"]["field"] == "/payload/a"
+
+
+async def test_draft_07_and_2019_09_documents_register_validate_and_evolve(
+    client: Client,
+) -> None:
+    # Given a draft-07 document with array-form items and dependencies
+    v1 = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {
+            "pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]},
+            "card": {"type": "string"},
+            "cvv": {"type": "string"},
+        },
+        "dependencies": {"card": ["cvv"]},
+        "additionalProperties": False,
+    }
+    # And its next version in 2019-09's words, with one more optional property
+    v2 = {
+        **v1,
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "properties": {**v1["properties"], "note": {"type": "string"}},  # type: ignore[dict-item]
+        "dependentRequired": {"card": ["cvv"]},
+    }
+    del v2["dependencies"]
+
+    # When both are registered
+    first = await client.post("/v1/subjects/pay/versions", json={"schema": json.dumps(v1)})
+    second = await client.post("/v1/subjects/pay/versions", json={"schema": json.dumps(v2)})
+
+    # Then both are accepted, the second as BACKWARD compatible
+    assert (first.status, second.status) == (201, 201)
+    assert (await second.json())["version"] == 2
+
+    # And a bound topic validates payloads under the first version's draft
+    bound = await client.post(
+        "/v1/topics",
+        json={"name": "pay", "schema_settings": {"subject": "pay", "last_version": 1}},
+    )
+    assert bound.status == 201
+    good = await client.post("/v1/topics/pay/events", json={"payload": {"pair": ["a", 1]}})
+    no_cvv = await client.post("/v1/topics/pay/events", json={"payload": {"card": "4111"}})
+    bad_pair = await client.post("/v1/topics/pay/events", json={"payload": {"pair": [1]}})
+    assert good.status == 201
+    assert (no_cvv.status, bad_pair.status) == (422, 422)
+    assert (await bad_pair.json())["error"]["field"] == "/payload/pair/0"

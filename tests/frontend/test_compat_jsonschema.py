@@ -550,7 +550,9 @@ def test_check_reports_what_it_cannot_prove(
         ('{"type": "strin"}', "at /type"),
         ('{"properties": {"a": {"minimum": "0"}}}', "at /properties/a/minimum"),
         ('{"$ref": "https://example.com/s.json"}', "points outside the schema"),
-        ('{"$schema": "http://json-schema.org/draft-07/schema#"}', "is not draft 2020-12"),
+        ('{"$schema": "http://json-schema.org/draft-03/schema#"}', "draft this registry accepts"),
+        ('{"$schema": 7}', "draft this registry accepts"),
+        ('{"items": [{"type": "strin"}]}', "at /items"),  # neither valid 2020-12 nor draft 7
         ('{"properties": {"a": {"$ref": "#/$defs/missing"}}}', "missing"),
         ('{"pattern": "(("}', "regex"),
     ],

@@ -130,14 +130,44 @@ EVOLUTIONS: dict[str, tuple[str, str, set[tuple[str, str]], set[tuple[str, str]]
         {("/messages/Order.TagsEntry/fields/value", "type_changed")},
     ),
     "rename a field": (order(), edit("int32 amount = 2;", "int32 total = 2;"), set(), set()),
-    "rename a nested message": (
+    "rename a nested message": (  # a message type is known by its name, as in Confluent's
         order(),
         order(
             FIELDS.replace("Address ship_to", "Location ship_to"),
             address=ADDRESS.replace("Address", "Location"),
         ),
+        {("/messages/Address", "message_removed"), (F + "ship_to", "type_changed")},
+        {("/messages/Location", "message_removed"), (F + "ship_to", "type_changed")},
+    ),
+    "a field's type becomes another message with the same fields": (
+        order(),
+        order(
+            FIELDS.replace("Address ship_to", "Location ship_to"),
+            address=ADDRESS + "\nmessage Location { string city = 1; }",
+        ),
+        {(F + "ship_to", "type_changed")},
+        {("/messages/Location", "message_removed"), (F + "ship_to", "type_changed")},
+    ),
+    "a map becomes a repeated message of the entry's shape": (
+        order(),
+        edit(
+            "map<string, int32> tags = 9;",
+            "repeated TagsEntry tags = 9; message TagsEntry { string key = 1; int32 value = 2; }",
+        ),
+        {(F + "tags", "type_changed")},
+        {("/messages/Order.TagsEntry", "message_removed"), (F + "tags", "type_changed")},
+    ),
+    "add a message to the file": (
+        order(),
+        order(address=ADDRESS + "\nmessage Extra { int32 x = 1; }"),
         set(),
-        set(),
+        {("/messages/Extra", "message_removed")},
+    ),
+    "a nested message of another message changes": (
+        order(address="message Address { string city = 1; message Geo { double lat = 1; } }"),
+        order(address="message Address { string city = 1; message Geo { string lat = 1; } }"),
+        {("/messages/Address.Geo/fields/lat", "type_changed")},
+        {("/messages/Address.Geo/fields/lat", "type_changed")},
     ),
     "rename the message": (
         order(),
@@ -175,11 +205,42 @@ EVOLUTIONS: dict[str, tuple[str, str, set[tuple[str, str]], set[tuple[str, str]]
             (F + "iban", "oneof_changed"),
             (F + "coupon", "oneof_changed"),
         },
-        {
-            (F + "card", "oneof_changed"),
-            (F + "iban", "oneof_changed"),
-            (F + "coupon", "oneof_changed"),
-        },
+        set(),  # the old reader's fields are independent: any one set by a writer reads fine
+    ),
+    "move a field out of a oneof": (
+        order(),
+        edit("string iban = 6;", "").replace(
+            "string coupon = 7;", "string coupon = 7; string iban = 6;"
+        ),
+        set(),
+        {(F + "card", "oneof_changed"), (F + "iban", "oneof_changed")},
+    ),
+    "remove a field from a oneof": (
+        order(),
+        edit("string iban = 6;", ""),
+        {(F + "iban", "oneof_field_removed")},
+        set(),
+    ),
+    "drop a oneof member while renaming the oneof": (
+        order(),
+        edit(
+            "oneof payment { string card = 5; string iban = 6; }",
+            "oneof method { string card = 5; }",
+        ),
+        {(F + "iban", "oneof_field_removed")},
+        set(),
+    ),
+    "rename a oneof": (
+        order(),
+        edit("oneof payment {", "oneof method {"),
+        set(),
+        set(),
+    ),
+    "remove a whole oneof": (
+        order(),
+        edit("oneof payment { string card = 5; string iban = 6; }", ""),
+        set(),
+        set(),
     ),
     "move one field into a new oneof": (
         order(),
@@ -191,7 +252,7 @@ EVOLUTIONS: dict[str, tuple[str, str, set[tuple[str, str]], set[tuple[str, str]]
         order(),
         edit("string iban = 6;", "string iban = 6; string paypal = 12;"),
         set(),
-        set(),
+        {(F + "paypal", "oneof_field_removed")},
     ),
     "make a field optional (explicit presence)": (
         order(),
@@ -209,13 +270,19 @@ EVOLUTIONS: dict[str, tuple[str, str, set[tuple[str, str]], set[tuple[str, str]]
         item(ITEM),
         item(ITEM + " required string warehouse = 3;"),
         {("/messages/Item/fields/warehouse", "required_changed")},
-        set(),
+        {("/messages/Item/fields/warehouse", "required_changed")},
     ),
     "proto2 optional made required": (
         item(ITEM),
-        item(ITEM.replace("optional string sku", "required string sku")),
-        {("/messages/Item/fields/sku", "required_changed")},
-        set(),
+        item(ITEM.replace("optional int32 qty", "required int32 qty")),
+        {("/messages/Item/fields/qty", "required_changed")},
+        {("/messages/Item/fields/qty", "required_changed")},
+    ),
+    "proto2 required removed": (
+        item(ITEM.replace("optional int32 qty", "required int32 qty")),
+        item(ITEM.replace(" optional int32 qty = 2;", "")),
+        {("/messages/Item/fields/qty", "required_changed")},
+        {("/messages/Item/fields/qty", "required_changed")},
     ),
 }
 
@@ -250,6 +317,30 @@ def test_a_reused_number_describes_the_writers_field_as_old_and_the_readers_as_n
     # Then old is the writer's field, new the reader's, and the sentence says what to do
     assert (found.old, found.new) == ("note: string", "priority: int32")
     assert "reserve" in found.message
+
+
+def test_a_message_moved_into_an_imported_file_is_removed_from_the_schemas_file(
+    tmp_path: Path,
+) -> None:
+    # Given a file declaring Order and the Address it uses, and a next version that imports
+    # the same Address (same package, same fields) from another file
+    before = schema(order())
+    imported = {"address.proto": f'syntax = "proto3";\npackage shop;\n{ADDRESS}\n'}
+    text = order(address="").replace("package shop;\n", 'package shop;\nimport "address.proto";\n')
+    data = protoc_descriptor_set(text, tmp_path, files=imported)
+    after = parse(base64.b64encode(data).decode())
+
+    # When each reads the other's data
+    found_backward = check(after, before)
+    found_forward = check(before, after)
+
+    # Then the whole file is compared, not only Order: Address left the schema's file (as
+    # Confluent's registry says), while the reverse move, out of an import, is compatible
+    assert after.message_name == before.message_name == "shop.Order"
+    assert [(b.path, b.rule, b.old) for b in found_backward] == [
+        ("/messages/Address", "message_removed", "shop.Address")
+    ]
+    assert found_forward == []
 
 
 def test_a_recursive_message_is_checked_and_the_walk_ends() -> None:
@@ -308,9 +399,14 @@ def test_a_missing_message_or_a_file_without_messages_is_refused() -> None:
         parse('syntax = "proto3";\nenum E { E0 = 0; }\n')
 
 
-def protoc_descriptor_set(text: str, tmp_path: Path, *, imports: bool = True) -> bytes:
-    """What a user would upload: protoc's own output, with source info."""
+def protoc_descriptor_set(
+    text: str, tmp_path: Path, *, imports: bool = True, files: dict[str, str] | None = None
+) -> bytes:
+    """What a user would upload: protoc's own output, with source info (``files``: the other
+    files ``text`` imports, by name)."""
     (tmp_path / "schema.proto").write_text(text)
+    for name, content in (files or {}).items():
+        (tmp_path / name).write_text(content)
     include = resources.files("grpc_tools").joinpath("_proto")
     command = [sys.executable, "-m", "grpc_tools.protoc", f"-I{tmp_path}", f"-I{include}"]
     command += ["--include_source_info", "--descriptor_set_out=out.pb", "schema.proto"]

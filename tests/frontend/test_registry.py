@@ -10,11 +10,13 @@ import pytest
 
 from conveyor.clock import FakeClock
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
+from conveyor.frontend.registry import protobuf
+from conveyor.frontend.registry import registry as registry_module
 from conveyor.frontend.registry.modes import Compatibility
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.model import SchemaType
 from conveyor.node import open_store
-from conveyor.store.base import Store
+from conveyor.store.base import Store, StoredSchema
 
 JSON = SchemaType.JSON
 
@@ -135,3 +137,106 @@ async def test_concurrent_registrations_get_distinct_versions(registry: SchemaRe
     await asyncio.gather(*(registry.register("orders", JSON, text) for text in extras))
 
     assert [v.version for v in await registry.versions("orders")] == [1, 2, 3, 4, 5]
+
+
+# -- a registration is atomic: what is stored can be read (issue 13, item 4) ----------------
+
+ONE_MEMBER_ONEOF = 'syntax = "proto3";\nmessage M { oneof o { int32 a = 1; } }\n'
+
+
+async def test_a_one_member_oneof_registers_and_its_subject_stays_readable(
+    store: Store, registry: SchemaRegistry
+) -> None:
+    # When a Protobuf schema whose oneof has one member is registered
+    registered, created = await registry.register("m", SchemaType.PROTOBUF, ONE_MEMBER_ONEOF)
+
+    # Then it is stored, and a registry that never saw it (another node) reads it back
+    other = SchemaRegistry(store, FakeClock())
+    latest = await other.version("m", None)
+    by_id = await other.by_id(registered.id)
+    assert created
+    assert latest.id == by_id.id == registered.id
+    # And its payloads are validated: the member is an int32
+    assert latest.validator.is_valid({"a": 7})
+    assert latest.validator.is_valid({})
+    assert not latest.validator.is_valid({"a": "seven"})
+
+
+async def test_an_empty_avro_union_registers_and_admits_no_payload(
+    store: Store, registry: SchemaRegistry
+) -> None:
+    registered, _ = await registry.register("nothing", SchemaType.AVRO, "[]")
+
+    schema = await SchemaRegistry(store, FakeClock()).by_id(registered.id)
+    assert not schema.validator.is_valid(None)
+    assert not schema.validator.is_valid({})
+
+
+async def test_a_derived_form_that_does_not_build_stores_nothing(
+    store: Store, registry: SchemaRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a fault in building a derived form (the validator of the JSON form): no schema
+    # is known to make one fail any more, so the fault is injected
+    def broken(schema: object) -> object:
+        raise InvalidRequest("schema is not a valid JSON Schema: injected", field="/schema")
+
+    monkeypatch.setattr(registry_module, "compile_schema", broken)
+
+    # When a valid schema is registered
+    with pytest.raises(InvalidRequest) as refused:
+        await registry.register("m", SchemaType.PROTOBUF, ONE_MEMBER_ONEOF)
+
+    # Then neither the version nor the subject was stored, and the refusal names the schema
+    assert await store.schemas_of("m") == []
+    assert await store.list_subjects() == []
+    assert (refused.value.field, refused.value.rule) == ("/schema", "schema")
+    assert "injected" in refused.value.message
+
+
+async def test_a_store_holding_a_version_written_by_the_broken_build_is_readable(
+    store_url: str,
+) -> None:
+    # Given a store in which the build before issue 13 committed the one-member oneof and
+    # then failed (the row is the one it wrote: the text, message and fingerprint are right;
+    # only the JSON Schema it derived in memory was invalid)
+    proto = protobuf.parse(ONE_MEMBER_ONEOF)
+    row = StoredSchema(
+        0, "m", 0, "protobuf", ONE_MEMBER_ONEOF, "M", proto.fingerprint(), 1_700_000_000_000
+    )
+
+    def accept(versions: list[StoredSchema], mode: str) -> None:
+        del versions, mode
+
+    async with open_store(store_url) as store:
+        written, _ = await store.register_schema(row, "BACKWARD", accept)
+
+    # When the store is opened again (its migrations run) by this build
+    async with open_store(store_url) as store:
+        registry = SchemaRegistry(store, FakeClock())
+        latest = await registry.version("m", None)
+        by_id = await registry.by_id(written.id)
+        again, created = await registry.register("m", SchemaType.PROTOBUF, ONE_MEMBER_ONEOF)
+
+    # Then the subject reads again, and registering the same schema finds that version
+    assert latest.id == by_id.id == again.id == written.id
+    assert not created
+    assert latest.validator.is_valid({"a": 1})
+
+
+async def test_a_protobuf_version_dropping_a_oneof_member_is_refused_in_backward(
+    registry: SchemaRegistry,
+) -> None:
+    # Given a subject whose message has a oneof of two members
+    two = 'syntax = "proto3";\nmessage M { oneof o { int32 a = 1; string b = 2; } }\n'
+    one = 'syntax = "proto3";\nmessage M { oneof p { int32 a = 1; } }\n'
+    await registry.register("m", SchemaType.PROTOBUF, two)
+
+    # When a version drops a member while renaming the oneof
+    with pytest.raises(IncompatibleSchema) as refused:
+        await registry.register("m", SchemaType.PROTOBUF, one)
+
+    # Then it is refused naming the dropped member, and nothing is stored
+    assert [(e.field, e.rule) for e in refused.value.errors] == [
+        ("/messages/M/fields/b", "oneof_field_removed")
+    ]
+    assert [v.version for v in await registry.versions("m")] == [1]

@@ -19,7 +19,8 @@ class SchemaRequest(msgspec.Struct, forbid_unknown_fields=True):
     Attributes:
         schema: the schema: JSON Schema or Avro as JSON text (a JSON object is accepted
             too), Protobuf as ``.proto`` text or a base64 ``FileDescriptorSet``.
-        type: ``json`` (JSON Schema 2020-12), ``avro`` or ``protobuf``.
+        type: ``json`` (JSON Schema: draft 2020-12, or 4, 6, 7 or 2019-09 as its ``$schema``
+            says), ``avro`` or ``protobuf``.
         message: for Protobuf, the message's full name (default: the file's first message).
     """
 

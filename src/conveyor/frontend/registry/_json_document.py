@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 import jsonschema_rs
 
+from conveyor.frontend.registry._json_drafts import FORMAT_ASSERTION
 from conveyor.frontend.registry._json_util import ANNOTATIONS, Node, as_list, as_node, json_eq
 
 # Keywords whose value is a schema, a list of schemas, or a map of names to schemas.
@@ -49,6 +50,11 @@ class Document:
         self._anchors = {
             str(n["$anchor"]): n for n in walk(root) if isinstance(n.get("$anchor"), str)
         }
+        # A 2020-12 validator would ignore a draft-7 format assertion or a 2019-09
+        # $recursiveRef, and accept too much: such a document gets no validators.
+        self._validating = not any(
+            FORMAT_ASSERTION in n or "$recursiveRef" in n for n in walk(root)
+        )
         # Subschemas can be validated on their own when every reference is to root $defs.
         self._self_contained = all(
             (not isinstance(n.get("$ref"), str) or _LOCAL_DEFS.match(str(n["$ref"])))
@@ -115,7 +121,9 @@ class Document:
         if cached is not None:
             return cached[1]
         schema: dict[str, object] | bool | None = None
-        if isinstance(node, bool):
+        if not self._validating:
+            schema = None
+        elif isinstance(node, bool):
             schema = node
         elif node is self.root:
             schema = dict(self.root)

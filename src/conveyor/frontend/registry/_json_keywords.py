@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import TypeAlias
 
+from conveyor.frontend.registry._json_drafts import FORMAT_ASSERTION
 from conveyor.frontend.registry._json_util import (
     ANNOTATIONS,
     Compare,
@@ -28,7 +29,8 @@ _HANDLED = frozenset(
     {"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
      "multipleOf", "minLength", "maxLength", "pattern", "items", "prefixItems", "minItems",
      "maxItems", "uniqueItems", "properties", "patternProperties", "additionalProperties",
-     "required", "dependentRequired", "minProperties", "maxProperties", "allOf", "anyOf",
+     "required", "dependentRequired", "dependentSchemas", "minProperties", "maxProperties",
+     "allOf", "anyOf",
      "oneOf", "$ref", "contains", "minContains", "maxContains"}
 )  # fmt: skip
 _CONTAINS = ("contains", "minContains", "maxContains")
@@ -250,8 +252,14 @@ def others(r: Node, w: Node, path: str, same: Same) -> list[Breaking]:
             "keyword_changed",
             old=text(w[k]) if k in w else None,
             new=text(r[k]),
-            message=f"the reader's {k} differs from the writer's, and is only proven "
+            message=f"the reader's {_shown(k)} differs from the writer's, and is only proven "
             f"compatible when identical",
         )
         for k in changed
     ]
+
+
+def _shown(keyword: str) -> str:
+    if keyword == FORMAT_ASSERTION:
+        return "format (asserted by its draft)"
+    return keyword

@@ -1,5 +1,5 @@
 """JSON Schema compatibility of object keywords: properties under open and closed content
-models, ``required`` and ``dependentRequired``.
+models, ``required``, ``dependentRequired`` and ``dependentSchemas``.
 
 A property's value must satisfy every schema that governs it: its ``properties`` entry and
 each ``patternProperties`` entry whose pattern matches its name, or else
@@ -42,13 +42,31 @@ def _closed(node: Node) -> bool:
 
 
 def objects(reader: Node, writer: Node, path: str, compare: Compare) -> list[Breaking]:
-    """Properties, ``required`` and ``dependentRequired``."""
+    """Properties, ``required``, ``dependentRequired`` and ``dependentSchemas``."""
     names = dict.fromkeys([*as_node(reader.get("properties")), *as_node(writer.get("properties"))])
     found: list[Breaking] = []
     for name in names:
         found += _property(reader, writer, name, join(path, "properties", name), compare)
     found += _rest(reader, writer, path, compare)
     found += _required(reader, writer, path)
+    return found + _dependent_schemas(reader, writer, path, compare)
+
+
+def _dependent_schemas(reader: Node, writer: Node, path: str, compare: Compare) -> list[Breaking]:
+    """A writer's instance that has the property satisfies the writer's dependent schema for
+    it (when there is one), and always the writer itself: either within the reader's
+    dependent schema proves it."""
+    w_dependent = as_node(writer.get("dependentSchemas"))
+    found: list[Breaking] = []
+    for name, r_schema in as_node(reader.get("dependentSchemas")).items():
+        if any(s is False for s in _governing(writer, name, reader=False)):
+            continue  # the writer never writes the property
+        at = join(path, "dependentSchemas", name)
+        results = [compare(r_schema, writer, at)]
+        if name in w_dependent:
+            results.insert(0, compare(r_schema, w_dependent[name], at))
+        if all(results):
+            found += results[0]
     return found
 
 

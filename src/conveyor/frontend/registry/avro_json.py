@@ -46,7 +46,7 @@ def _convert(schema: object, defs: dict[str, JsonSchema], namespace: str) -> Jso
     if isinstance(schema, str):
         return _reference(schema, defs, namespace)
     if isinstance(schema, list):
-        return {"anyOf": [_convert(branch, defs, namespace) for branch in schema]}
+        return _union(schema, defs, namespace)
     if not isinstance(schema, Mapping):
         raise ValueError(f"not an Avro schema: {schema!r}")
     kind = schema.get("type")
@@ -58,6 +58,12 @@ def _convert(schema: object, defs: dict[str, JsonSchema], namespace: str) -> Jso
             return {"type": "array", "items": inner}
         return {"type": "object", "additionalProperties": inner}
     return _convert(kind, defs, namespace)  # a primitive written as {"type": "int", ...}
+
+
+def _union(branches: list[object], defs: dict[str, JsonSchema], namespace: str) -> JsonSchema:
+    if not branches:
+        return {"not": {}}  # an empty union has no value (and ``anyOf`` must not be empty)
+    return {"anyOf": [_convert(branch, defs, namespace) for branch in branches]}
 
 
 def _reference(name: str, defs: dict[str, JsonSchema], namespace: str) -> JsonSchema:

@@ -1,8 +1,13 @@
-"""JSON Schemas (draft 2020-12) for the registry: parsing, fingerprints and compatibility.
+"""JSON Schemas for the registry: parsing, fingerprints and compatibility.
+
+A document is written in draft 4, 6, 7, 2019-09 or 2020-12, as its ``$schema`` says. Without
+``$schema`` it is 2020-12, unless it is not a valid 2020-12 schema but a valid draft-7 one
+(array-form ``items``, say), the draft Confluent's registry assumes: then it is draft 7.
 
 ``check(reader, writer)`` answers "is every instance valid under ``writer`` also valid under
-``reader``?" by a sound, conservative structural comparison (see ``_json_compare``): what it
-cannot prove compatible it reports, with a specific rule. Conservative verdicts, by design:
+``reader``?" by a sound, conservative structural comparison (see ``_json_compare``) of the
+two documents restated in 2020-12 keywords (``_json_drafts.normalize``): what it cannot
+prove compatible it reports, with a specific rule. Conservative verdicts, by design:
 
 * a property the reader declares and an *open* writer does not is
   ``property_added_to_open_model`` (the writer may already send it with any value), unless
@@ -11,7 +16,9 @@ cannot prove compatible it reports, with a specific rule. Conservative verdicts,
   decided), ``oneOf`` branches not provably disjoint (by type, values, a ``const``
   discriminator or the writer's own ``oneOf``), ``unevaluated*`` unless identical, and any
   other keyword (``not``, ``if``…) unless identical;
-* ``format`` is an annotation (as the payload validator treats it) and is ignored.
+* ``format`` is an annotation in 2019-09 and 2020-12 (as the payload validator treats it) and
+  is ignored there; up to draft 7 the validator asserts it, so a reader's ``format`` must be
+  the writer's, asserted too.
 """
 
 from __future__ import annotations
@@ -22,24 +29,22 @@ import json
 from conveyor.errors import InvalidRequest
 from conveyor.frontend.registry._json_compare import Comparator
 from conveyor.frontend.registry._json_document import walk
+from conveyor.frontend.registry._json_drafts import DRAFT_7_URI, declared_draft, normalize
 from conveyor.frontend.registry.breaking import Breaking
 from conveyor.frontend.validation import compile_schema
 
-_DRAFT_2020_12 = frozenset(
-    {
-        "https://json-schema.org/draft/2020-12/schema",
-        "https://json-schema.org/draft/2020-12/schema#",
-    }
-)
-
 
 def parse(text: str) -> dict[str, object]:
-    """Parse a JSON Schema: a JSON object, valid under draft 2020-12, self-contained.
+    """Parse a JSON Schema: a JSON object, valid under its draft, self-contained.
+
+    Returns:
+        The document; one read as draft 7 for want of a ``$schema`` gets that ``$schema``, so
+        that a validator built from it checks payloads under draft 7.
 
     Raises:
-        ValueError: ``text`` is not JSON, not an object, declares another draft, has a
-            ``$ref`` outside the document (only ``#…`` references are supported), or is not a
-            valid schema; the message names the problem and where it is.
+        ValueError: ``text`` is not JSON, not an object, declares a draft not accepted, has
+            a ``$ref`` outside the document (only ``#…`` references are supported), or is not
+            a valid schema; the message names the problem and where it is.
     """
     try:
         schema = json.loads(text)
@@ -47,12 +52,7 @@ def parse(text: str) -> dict[str, object]:
         raise ValueError(f"the schema is not JSON: {e}") from e
     if not isinstance(schema, dict):
         raise ValueError(f"the schema must be a JSON object, not {type(schema).__name__}")
-    declared = schema.get("$schema")
-    if declared is not None and declared not in _DRAFT_2020_12:
-        raise ValueError(
-            f"$schema {declared!r} is not draft 2020-12 "
-            f"(https://json-schema.org/draft/2020-12/schema)"
-        )
+    declared = declared_draft(schema)
     for node in walk(schema):
         for keyword in ("$ref", "$dynamicRef"):
             ref = node.get(keyword)
@@ -64,6 +64,14 @@ def parse(text: str) -> dict[str, object]:
     try:
         compile_schema(schema)
     except InvalidRequest as e:
+        if declared is None:
+            as_draft_7 = {"$schema": DRAFT_7_URI, **schema}
+            try:
+                compile_schema(as_draft_7)
+            except InvalidRequest:
+                pass
+            else:
+                return as_draft_7
         where = (e.field or "/schema").removeprefix("/schema") or "/"
         raise ValueError(f"{e.message} (at {where})") from e
     return schema
@@ -76,7 +84,8 @@ def check(reader: dict[str, object], writer: dict[str, object]) -> list[Breaking
         The breaking changes, without duplicates; empty when every writer instance is
         proven valid under the reader.
     """
-    found = Comparator(reader, writer).compare(reader, writer, "/")
+    r, w = normalize(reader), normalize(writer)
+    found = Comparator(r, w).compare(r, w, "/")
     return list(dict.fromkeys(found))
 
 

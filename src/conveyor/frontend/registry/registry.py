@@ -12,7 +12,8 @@ is validated the same way, with JSON-pointer errors, whatever the type.
 Invariants: a version, once stored, is never changed or removed; a version is stored only if
 it passes its subject's compatibility mode against the versions before it (checked in the
 transaction that holds the subject, so two concurrent registrations cannot both pass against
-a stale history).
+a stale history); every form derived from a version (its parsed form, fingerprint, JSON
+Schema and compiled validator) is built before it is stored, so a stored version can be read.
 """
 
 from __future__ import annotations
@@ -85,25 +86,32 @@ class _Compiled:
     parsed: object
     fingerprint: str
     json_schema: dict[str, object]
+    validator: PayloadValidator
     message: str | None
 
 
 def _compile(kind: SchemaType, definition: str, message: str | None) -> _Compiled:
-    """Parse a schema of any type; ValueError names what is wrong."""
+    """Parse a schema of any type and build every form derived from it.
+
+    Raises:
+        ValueError: the schema does not parse, or a derived form does not build.
+    """
+    parsed: object
     if kind is SchemaType.AVRO:
-        return _Compiled(
-            avro.parse(definition),
-            avro.fingerprint(definition),
-            avro_to_json_schema(json.loads(definition)),
-            None,
-        )
-    if kind is SchemaType.PROTOBUF:
+        parsed, fingerprint = avro.parse(definition), avro.fingerprint(definition)
+        json_schema, name = avro_to_json_schema(json.loads(definition)), None
+    elif kind is SchemaType.PROTOBUF:
         proto = protobuf.parse(definition, message)
-        return _Compiled(
-            proto, proto.fingerprint(), protobuf.to_json_schema(proto), proto.message_name
-        )
-    parsed = jsonschema.parse(definition)
-    return _Compiled(parsed, jsonschema.fingerprint(definition), parsed, None)
+        parsed, fingerprint, name = proto, proto.fingerprint(), proto.message_name
+        json_schema = protobuf.to_json_schema(proto)
+    else:
+        json_schema = jsonschema.parse(definition)
+        parsed, fingerprint, name = json_schema, jsonschema.fingerprint(definition), None
+    try:
+        validator = compile_schema(json_schema)
+    except InvalidRequest as e:
+        raise ValueError(f"the JSON Schema of its JSON form does not compile: {e.message}") from e
+    return _Compiled(parsed, fingerprint, json_schema, validator, name)
 
 
 def _checker(kind: SchemaType) -> object:
@@ -150,8 +158,11 @@ class SchemaRegistry:
     ) -> tuple[Schema, bool]:
         """Register a version (or return the identical one already there).
 
+        Every derived form is built before the store is touched: a refusal stores nothing.
+
         Raises:
-            InvalidRequest: the schema does not parse (field ``/schema``).
+            InvalidRequest: the schema does not parse, or a form derived from it does not
+                build (field ``/schema``).
             IncompatibleSchema: it breaks the subject's compatibility mode (409).
         """
         compiled = _parse(kind, definition, message)
@@ -269,9 +280,7 @@ class SchemaRegistry:
         return DEFAULT_COMPATIBILITY if mode is None else Compatibility(mode)
 
     def _cache(self, stored: StoredSchema, compiled: _Compiled) -> Schema:
-        schema = Schema(
-            stored, compiled.parsed, compiled.json_schema, compile_schema(compiled.json_schema)
-        )
+        schema = Schema(stored, compiled.parsed, compiled.json_schema, compiled.validator)
         self._by_id[stored.id] = schema
         return schema
 
