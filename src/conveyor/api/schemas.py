@@ -13,7 +13,15 @@ from typing import Annotated
 
 import msgspec
 
-from conveyor.model import LOCALITY_PATTERN, Name, Outcome, Priority, Subscription, Topic
+from conveyor.model import (
+    LOCALITY_PATTERN,
+    Name,
+    Outcome,
+    Priority,
+    Subscription,
+    Topic,
+    Version,
+)
 
 MAX_KEY_LENGTH = 1024
 MAX_ATTRIBUTES = 64
@@ -49,7 +57,7 @@ class PublishRequest(msgspec.Struct, gc=False, forbid_unknown_fields=True, omit_
     delay: Delay | None = None
     idempotency_key: IdempotencyKey | None = None
     priority: Priority = Priority.NORMAL
-    schema_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    schema_version: Version | None = None
 
 
 class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):

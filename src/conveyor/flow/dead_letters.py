@@ -13,6 +13,7 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import msgspec
 
@@ -38,7 +39,9 @@ REDRIVE = "redrive"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_cursor_decoder = msgspec.json.Decoder(tuple[int, int])
+# A cursor's numbers are bounded like every number a request carries (a store's integers).
+_Place = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_cursor_decoder = msgspec.json.Decoder(tuple[_Place, _Place])
 
 
 class DeadLetters:
