@@ -59,7 +59,11 @@ def _version(text: str) -> int | None:
 
 def _at_most(number: int, field: str) -> int:
     if number > MAX_VERSION:
-        raise InvalidRequest(f"{number} is over {MAX_VERSION}", field=field, rule="maximum")
+        raise InvalidRequest(
+            f"{field[1:]} {number} is over the most there can be, {MAX_VERSION}",
+            field=field,
+            rule="maximum",
+        )
     return number
 
 
