@@ -110,7 +110,7 @@ async def test_redrive_and_purge_return_how_many_moved(rig: Rig, client: AsyncCl
     rest = await client.purge_dead_letters(SUB, all=True)
 
     # Then two, one, then one moved
-    assert (redriven, declines, rest) == (2, 1, 1)
+    assert (redriven.count, redriven.before_purge, declines, rest) == (2, 0, 1, 1)
     assert (await client.dead_letters(SUB)).items == []
 
 
@@ -201,7 +201,7 @@ def test_the_blocking_client_lists_shows_redrives_and_purges(platform: ThreadedP
     assert len(listed.items) == 2
     assert listed.next is not None
     assert (shown.id, shown.last_error) == (first, "a")
-    assert (redriven, purged) == (1, 2)
+    assert (redriven.count, purged) == (1, 2)
     assert left.items == []
 
 

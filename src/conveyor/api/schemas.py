@@ -166,11 +166,18 @@ class ConcurrencyView(msgspec.Struct):
     recent_rtt_ms: float | None = None
 
 
-class SubscriptionInfo(msgspec.Struct):
-    """A subscription with its live figures."""
+class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
+    """A subscription with its live figures.
+
+    Attributes:
+        purged: in the answer of a purge only: the unfinished events (backlog and
+            retrying) it drops unpushed, counted as it took effect. Each is dropped as its
+            partition's dispatcher reaches it; ``stats.dropped`` counts them as they go.
+    """
 
     subscription: Subscription
     stats: SubscriptionStats
+    purged: int | None = None
 
 
 class AttemptView(msgspec.Struct, omit_defaults=True):
