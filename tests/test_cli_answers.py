@@ -160,3 +160,33 @@ def test_a_redrive_after_a_purge_says_which_dead_letters_the_purge_keeps_dead(
     assert (answer.count, answer.before_purge) == (0, 2)
     as_json = cli("dlq", "redrive", SUB, "--all", "--json", server=platform.url)
     assert json.loads(as_json.stdout) == {"count": 0, "before_purge": 2}
+
+
+# -- an event's attempts --------------------------------------------------------------------------
+def test_a_first_attempt_success_shows_its_attempt_in_the_sdk_and_the_cli(
+    platform: ThreadedPlatform,
+) -> None:
+    # Given an event its lambda took at the first attempt (nothing recorded per delivery)
+    (event_id,) = platform.call(platform.rig.succeed({"n": 1}))
+    deadline = time.monotonic() + 10
+    with Client(platform.url) as conveyor:
+        while (view := conveyor.get_event(event_id)).deliveries[0].state != "succeeded":
+            assert time.monotonic() < deadline, view
+            time.sleep(0.02)
+
+    # When its view is read through the CLI
+    shown = cli("event", event_id, server=platform.url)
+    as_json = cli("event", event_id, "--json", server=platform.url)
+
+    # Then each shows attempt 1, a success, known rather than recorded (no time)
+    (delivery,) = view.deliveries
+    assert (
+        delivery.attempts,
+        [(a.attempt, a.outcome, a.at, a.recorded) for a in delivery.history],
+    ) == (
+        1,
+        [(1, "success", None, False)],
+    )
+    assert f"{SUB} attempt 1: success (first attempt; not recorded, so no time)" in said(shown)
+    history = json.loads(as_json.stdout)["deliveries"][0]["history"]
+    assert history == [{"attempt": 1, "outcome": "success", "recorded": False}]

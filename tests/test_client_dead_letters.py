@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from conveyor.api.app import build_app
 from conveyor.client import AsyncClient, Client
 from conveyor.errors import InvalidRequest, NotFound
-from conveyor.model import Outcome
+from conveyor.model import AttemptOutcome
 from dead_letters_platform import SUB, Rig, ThreadedPlatform, dead_letter_rig
 
 UNREACHABLE = "http://127.0.0.1:9"
@@ -96,7 +96,7 @@ async def test_one_dead_letter_comes_with_its_payload_and_history(
     # Then it has its payload and its one fatal attempt
     assert msgspec.json.decode(dead.payload) == {"fail": "card declined", "n": 0}
     assert [(a.attempt, a.outcome, a.error) for a in dead.history] == [
-        (1, Outcome.FATAL, "card declined")
+        (1, AttemptOutcome.FATAL, "card declined")
     ]
 
 

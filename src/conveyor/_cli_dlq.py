@@ -149,7 +149,7 @@ def dlq_show(
     for a in dead.history:
         table.add_row(
             str(a.attempt),
-            f"{a.at:%Y-%m-%d %H:%M:%S.%f}",
+            "-" if a.at is None else f"{a.at:%Y-%m-%d %H:%M:%S.%f}",
             a.outcome.value,
             f"{a.duration_ms} ms",
             a.error or "-",

@@ -877,9 +877,12 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
     console.print(table)
     for d in view.deliveries:
         for a in d.history:
+            # A first-attempt success is known, not recorded: it has no time.
+            when = "" if a.at is None else f" at {a.at:%H:%M:%S.%f}"
+            note = "" if a.recorded else " (first attempt; not recorded, so no time)"
             console.print(
-                f"  {d.subscription} attempt {a.attempt} at {a.at:%H:%M:%S.%f}: "
-                f"{a.outcome.value} {a.error or ''}"
+                f"  {d.subscription} attempt {a.attempt}{when}: "
+                f"{a.outcome.value} {a.error or ''}{note}"
             )
 
 

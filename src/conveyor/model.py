@@ -284,20 +284,31 @@ class Outcome(enum.StrEnum):
     FATAL = "fatal"
 
 
+class AttemptOutcome(enum.StrEnum):
+    """What one attempt in an event's history came to: the lambda's (or the transport's)
+    answer, or ``dead`` for a failure that left no attempt to retry with."""
+
+    SUCCESS = "success"
+    RETRY = "retry"  # failed; the event was tried again (or waits for it)
+    FATAL = "fatal"  # the lambda declined it for good: the event went dead
+    DEAD = "dead"  # failed with no attempt left (max_attempts, max_retry_duration): dead
+
+
 class Attempt(msgspec.Struct, gc=False, frozen=True):
     """One delivery attempt in an event's history.
 
     Attributes:
         attempt: 1 for the first delivery.
         at_ms: when the push was sent.
-        outcome: ``success``, ``retry`` or ``fatal``.
+        outcome: ``success``, ``retry``, ``fatal``, or ``dead`` for the last failure of an
+            event that ran out of attempts.
         error: the lambda's or transport's message for a failure.
         duration_ms: from push to result.
     """
 
     attempt: int
     at_ms: int
-    outcome: Outcome
+    outcome: AttemptOutcome
     error: str | None = None
     duration_ms: int = 0
 

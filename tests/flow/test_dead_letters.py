@@ -17,7 +17,7 @@ from conveyor.api.schemas import PublishRequest
 from conveyor.clock import FakeClock, to_ms
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.flow.dead_letters import DeadLetters
-from conveyor.model import Outcome
+from conveyor.model import AttemptOutcome
 from dead_letters_platform import OTHER_TOPIC, SUB, Rig, dead_letter_rig
 
 
@@ -74,7 +74,7 @@ async def test_one_dead_letter_shows_its_attempt_history(rig: Rig) -> None:
     (attempt,) = dead.history
     assert (attempt.attempt, attempt.outcome, attempt.error) == (
         1,
-        Outcome.FATAL,
+        AttemptOutcome.FATAL,
         "bad payload: no amount",
     )
     assert attempt.at == at(rig.clock)

@@ -15,8 +15,8 @@ import msgspec
 
 from conveyor.model import (
     LOCALITY_PATTERN,
+    AttemptOutcome,
     Name,
-    Outcome,
     Priority,
     Subscription,
     Topic,
@@ -181,13 +181,25 @@ class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
 
 
 class AttemptView(msgspec.Struct, omit_defaults=True):
-    """One delivery attempt."""
+    """One delivery attempt.
+
+    Attributes:
+        attempt: 1 for the first delivery.
+        outcome: ``success``, ``retry``, ``fatal``, or ``dead`` for the last failure of an
+            event that ran out of attempts (``max_attempts`` or ``max_retry_duration``).
+        at: when the push was sent (unknown for an attempt not recorded).
+        duration_ms: from push to result (unknown for an attempt not recorded).
+        error: the lambda's or transport's message for a failure.
+        recorded: ``false`` for a success at the first attempt: the normal path writes
+            nothing per delivery, so only its number and outcome are known.
+    """
 
     attempt: int
-    at: datetime
-    outcome: Outcome
+    outcome: AttemptOutcome
+    at: datetime | None = None
     duration_ms: int = 0
     error: str | None = None
+    recorded: bool = True
 
 
 class DeliveryView(msgspec.Struct, omit_defaults=True):
