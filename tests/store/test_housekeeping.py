@@ -16,7 +16,7 @@ from conveyor.errors import StoreUnavailable
 from conveyor.model import MAX_RETENTION_SECONDS, Subscription, Topic
 from conveyor.node import open_store
 from conveyor.store.base import NewEvent, Store
-from conveyor.store.sql import SWEEP_PARTS
+from conveyor.store.sql import SWEEP_PARTS, SWEEP_ROWS
 from conveyor.store.sqlite import SqliteStore
 
 NOW_MS = 1_700_000_000_000
@@ -112,3 +112,26 @@ async def test_a_publish_is_not_held_behind_a_whole_housekeeping_pass(store: Sto
     assert not sweep.done()
     assert await sweep == wide.log_partitions
     assert await store.log_ends(wide) == [1] * wide.log_partitions
+
+
+async def test_a_pass_removes_everything_due_however_many_transactions_it_takes(
+    store: Store,
+) -> None:
+    # Given more old events, each with an idempotency key, than one transaction removes
+    await store.put_topic(SHORT)
+    count = SWEEP_ROWS * 2 + SWEEP_ROWS // 2
+    events = [event() for _ in range(count)]
+    for n, new in enumerate(events):
+        new.idempotency_key, new.digest = f"k{n}", b"d"
+    await store.publish(SHORT, events, NOW_MS, DEDUP_MS)
+
+    # When one pass runs past the retention and the dedup window
+    removed = await store.sweep(PAST_SHORT_MS, DEDUP_MS)
+
+    # Then every event and every key is gone, and a replayed key stores a new event
+    assert removed == 2 * count
+    assert await store.read_log(SHORT, 0, 0, 10) == []
+    replay = event(0, PAST_SHORT_MS)
+    replay.idempotency_key, replay.digest = "k0", b"d"
+    (stored,) = (await store.publish(SHORT, [replay], PAST_SHORT_MS, DEDUP_MS)).stored
+    assert stored.id == replay.id

@@ -211,7 +211,8 @@ class DeliveryView(msgspec.Struct, omit_defaults=True):
         attempts: deliveries tried so far.
         next_attempt_at: when a retrying event is tried again.
         last_error: the last failure's message.
-        history: the attempts recorded (failures and what followed them).
+        history: every attempt: those recorded (failures and what followed them), or for
+            a success at the first attempt, that attempt as known (``recorded`` false).
     """
 
     subscription: str

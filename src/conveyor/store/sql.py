@@ -1285,16 +1285,19 @@ class SqlStore(Store):
         ``cutoff``, oldest first, at most about SWEEP_ROWS per transaction."""
         find = (
             f"SELECT {column} FROM {table} WHERE {where} AND {column} < ? "
-            f"ORDER BY {column} LIMIT 1 OFFSET {SWEEP_ROWS - 1}"
+            f"ORDER BY {column} LIMIT {SWEEP_ROWS}"
         )
         delete = f"DELETE FROM {table} WHERE {where} AND {column} < ?"
         removed = 0
         while True:
-            last = await self._in_reader(lambda: self._read_one(find, (*params, cutoff)))
-            upto = cutoff if last is None else min(cutoff, int(last[0]) + 1)  # type: ignore[call-overload]
+            found = await self._in_reader(lambda: self._read(find, (*params, cutoff)))
+            if not found:
+                return removed
+            last = int(found[-1][0])  # type: ignore[call-overload]
+            upto = cutoff if len(found) < SWEEP_ROWS else min(cutoff, last + 1)
             gone = await self._solo(partial(self._delete_count, delete, (*params, upto)))
             removed += gone
-            if last is None or gone == 0:
+            if upto == cutoff or gone == 0:
                 return removed
 
     def _delete_count(self, sql: str, params: tuple[object, ...]) -> int:
