@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from conveyor.api.app import build_app
 from conveyor.client import AsyncClient, Client
 from conveyor.errors import InvalidRequest, NotFound
-from conveyor.model import Outcome
+from conveyor.model import AttemptOutcome
 from dead_letters_platform import SUB, Rig, ThreadedPlatform, dead_letter_rig
 
 UNREACHABLE = "http://127.0.0.1:9"
@@ -96,7 +96,7 @@ async def test_one_dead_letter_comes_with_its_payload_and_history(
     # Then it has its payload and its one fatal attempt
     assert msgspec.json.decode(dead.payload) == {"fail": "card declined", "n": 0}
     assert [(a.attempt, a.outcome, a.error) for a in dead.history] == [
-        (1, Outcome.FATAL, "card declined")
+        (1, AttemptOutcome.FATAL, "card declined")
     ]
 
 
@@ -110,7 +110,7 @@ async def test_redrive_and_purge_return_how_many_moved(rig: Rig, client: AsyncCl
     rest = await client.purge_dead_letters(SUB, all=True)
 
     # Then two, one, then one moved
-    assert (redriven, declines, rest) == (2, 1, 1)
+    assert (redriven.count, redriven.before_purge, declines, rest) == (2, 0, 1, 1)
     assert (await client.dead_letters(SUB)).items == []
 
 
@@ -201,7 +201,7 @@ def test_the_blocking_client_lists_shows_redrives_and_purges(platform: ThreadedP
     assert len(listed.items) == 2
     assert listed.next is not None
     assert (shown.id, shown.last_error) == (first, "a")
-    assert (redriven, purged) == (1, 2)
+    assert (redriven.count, purged) == (1, 2)
     assert left.items == []
 
 

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
+from conveyor.api.dlq_schemas import DeadLetterCount
 from conveyor.settings import DEFAULT_URL
 
 dlq_app = typer.Typer(
@@ -148,7 +149,7 @@ def dlq_show(
     for a in dead.history:
         table.add_row(
             str(a.attempt),
-            f"{a.at:%Y-%m-%d %H:%M:%S.%f}",
+            "-" if a.at is None else f"{a.at:%Y-%m-%d %H:%M:%S.%f}",
             a.outcome.value,
             f"{a.duration_ms} ms",
             a.error or "-",
@@ -175,21 +176,32 @@ def _move(
         raise typer.BadParameter("give event ids or --all, not both")
     if event_ids and any(f is not None for f in filters):
         raise typer.BadParameter("--since, --until and --error narrow --all, not event ids")
+    ids, start, end = event_ids or None, parse_time(since), parse_time(until)
     with _session(server) as client:
-        move = client.redrive if verb == "redrive" else client.purge_dead_letters
-        count = move(
-            subscription,
-            event_ids or None,
-            all=every,
-            since=parse_time(since),
-            until=parse_time(until),
-            error=error,
-        )
+        if verb == "redrive":
+            moved = client.redrive(
+                subscription, ids, all=every, since=start, until=end, error=error
+            )
+        else:
+            moved = DeadLetterCount(
+                client.purge_dead_letters(
+                    subscription, ids, all=every, since=start, until=end, error=error
+                )
+            )
     if as_json:
-        _print_json({"count": count})
+        _print_json(moved)
         return
     done = "sent back to" if verb == "redrive" else "dropped from"
-    console.print(f"{count} dead letter{'' if count == 1 else 's'} {done} {subscription}")
+    console.print(f"{_letters(moved.count)} {done} {subscription}")
+    if moved.before_purge:
+        console.print(
+            f"{_letters(moved.before_purge)} left dead: published before the subscription's "
+            "purge, which drops them unpushed (drop them with `conveyor dlq purge`)"
+        )
+
+
+def _letters(count: int) -> str:
+    return f"{count} dead letter{'' if count == 1 else 's'}"
 
 
 @dlq_app.command("redrive")

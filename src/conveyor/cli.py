@@ -424,6 +424,25 @@ def _signing_secrets(text: str | None) -> list[str]:
 
 
 # -- topics -----------------------------------------------------------------------------------
+def _json_file(path: Path | None, option: str) -> dict[str, object] | None:
+    """The JSON object in a file an option names.
+
+    Raises:
+        typer.BadParameter: it cannot be read, is not JSON, or not an object.
+    """
+    if path is None:
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except OSError as e:
+        raise typer.BadParameter(f"cannot read {path}: {e.strerror}", param_hint=option) from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise typer.BadParameter(f"{path} is not JSON: {e}", param_hint=option) from e
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{path} holds no JSON object", param_hint=option)
+    return value
+
+
 @topic_app.command("create")
 def topic_create(
     name: str,
@@ -444,7 +463,7 @@ def topic_create(
     as_json: AsJson = False,
 ) -> None:
     """Create a topic (or check that an identical one exists)."""
-    schema_doc = json.loads(schema.read_text()) if schema else None
+    schema_doc = _json_file(schema, "--schema")
     try:
         settings = (
             None
@@ -681,12 +700,16 @@ def subscription_purge(
         typer.confirm(f"drop every event of {name!r} published until now?", abort=True)
     with _session(server) as client:
         info = client.purge(name)
+    count = info.purged or 0
     console.print(
-        f"subscription [bold]{name}[/] purged: the backlog of {info.stats.backlog} is dropped"
+        f"subscription [bold]{name}[/] purged: {count} unfinished event"
+        f"{'' if count == 1 else 's'} (backlog and retrying) dropped unpushed"
     )
 
 
-@sub_app.command("rate-limit")
+# A negative rate reaches the command as a value (refused by the rule of rates), not as an
+# unknown option "-1".
+@sub_app.command("rate-limit", context_settings={"ignore_unknown_options": True})
 def subscription_rate_limit(
     name: str,
     per_second: Annotated[
@@ -854,9 +877,12 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
     console.print(table)
     for d in view.deliveries:
         for a in d.history:
+            # A first-attempt success is known, not recorded: it has no time.
+            when = "" if a.at is None else f" at {a.at:%H:%M:%S.%f}"
+            note = "" if a.recorded else " (first attempt; not recorded, so no time)"
             console.print(
-                f"  {d.subscription} attempt {a.attempt} at {a.at:%H:%M:%S.%f}: "
-                f"{a.outcome.value} {a.error or ''}"
+                f"  {d.subscription} attempt {a.attempt}{when}: "
+                f"{a.outcome.value} {a.error or ''}{note}"
             )
 
 

@@ -32,6 +32,12 @@ DEFAULT_PARTITIONS = 4
 MAX_PARTITIONS = 256
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+# Every number the API accepts has an upper bound, so that no value can overflow a store's
+# 64-bit integers (a topic's retention in milliseconds, a version looked up by number).
+MAX_RETENTION_SECONDS = 10 * 365 * 86400  # ten years, the horizon a delay stops at too
+MAX_VERSION = 2**31 - 1  # a schema version or id: more than any registry will hold
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last time RFC 3339 writes
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
 
 
 def is_valid_name(name: str) -> bool:
@@ -82,8 +88,8 @@ class SchemaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
 
     subject: Name
-    first_version: Annotated[int, msgspec.Meta(ge=1)] = 1
-    last_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    first_version: Version = 1
+    last_version: Version | None = None
 
     def __post_init__(self) -> None:
         if self.last_version is not None and self.last_version < self.first_version:
@@ -124,7 +130,8 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             its range: the publisher's choice, else the newest), or ``None``. Excludes
             ``schema``.
         max_payload_bytes: the largest payload accepted, in bytes of JSON.
-        retention_seconds: how long finished events are kept in the log.
+        retention_seconds: how long finished events are kept in the log (60 s to ten
+            years).
     """
 
     name: Name
@@ -133,7 +140,9 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1, le=16 * 1024 * 1024)] = (
         DEFAULT_MAX_PAYLOAD_BYTES
     )
-    retention_seconds: Annotated[int, msgspec.Meta(ge=60)] = DEFAULT_RETENTION_SECONDS
+    retention_seconds: Annotated[int, msgspec.Meta(ge=60, le=MAX_RETENTION_SECONDS)] = (
+        DEFAULT_RETENTION_SECONDS
+    )
     schema_settings: SchemaSettings | None = None
 
     def __post_init__(self) -> None:
@@ -170,7 +179,7 @@ class Control(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     paused: bool = False
     rate_limit: RateLimit | None = None
-    purged_before_ms: int | None = None
+    purged_before_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)] | None = None
 
 
 class DeliveryFormat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -188,7 +197,7 @@ class DeliveryFormat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     encoding: Literal["json", "avro", "protobuf"] = "json"
     cloudevents: bool = False
-    schema_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    schema_version: Version | None = None
 
     @property
     def as_stored(self) -> bool:
@@ -275,20 +284,31 @@ class Outcome(enum.StrEnum):
     FATAL = "fatal"
 
 
+class AttemptOutcome(enum.StrEnum):
+    """What one attempt in an event's history came to: the lambda's (or the transport's)
+    answer, or ``dead`` for a failure that left no attempt to retry with."""
+
+    SUCCESS = "success"
+    RETRY = "retry"  # failed; the event was tried again (or waits for it)
+    FATAL = "fatal"  # the lambda declined it for good: the event went dead
+    DEAD = "dead"  # failed with no attempt left (max_attempts, max_retry_duration): dead
+
+
 class Attempt(msgspec.Struct, gc=False, frozen=True):
     """One delivery attempt in an event's history.
 
     Attributes:
         attempt: 1 for the first delivery.
         at_ms: when the push was sent.
-        outcome: ``success``, ``retry`` or ``fatal``.
+        outcome: ``success``, ``retry``, ``fatal``, or ``dead`` for the last failure of an
+            event that ran out of attempts.
         error: the lambda's or transport's message for a failure.
         duration_ms: from push to result.
     """
 
     attempt: int
     at_ms: int
-    outcome: Outcome
+    outcome: AttemptOutcome
     error: str | None = None
     duration_ms: int = 0
 

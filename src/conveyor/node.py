@@ -237,7 +237,7 @@ class Node(AsyncResource):
                 for e in await self.store.list_endpoints():
                     if not e.static and e.expires_ms < now_ms - ENDPOINT_FORGET_MS:
                         await self.store.delete_endpoint(e.lambda_name, e.id)
-            except ConveyorError as error:
+            except Exception as error:  # noqa: BLE001 - tried again next pass; never ends the node
                 log.warning("housekeeping failed: %s", error)
             else:
                 if removed:

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from conveyor.api.app import build_app
 from conveyor.api.dlq_schemas import DeadLetter, DeadLetterCount, DeadLetterPage
 from conveyor.api.schemas import ErrorBody, ErrorResponse
-from conveyor.model import Outcome
+from conveyor.model import AttemptOutcome
 from dead_letters_platform import SUB, Rig, dead_letter_rig
 
 Client = TestClient[web.Request, web.Application]
@@ -109,7 +109,7 @@ async def test_one_dead_letter_is_shown_with_its_payload_and_history(
     dead = msgspec.json.decode(await response.read(), type=DeadLetter)
     assert msgspec.json.decode(dead.payload) == {"fail": "card declined", "n": 0}
     assert [(a.attempt, a.outcome, a.error) for a in dead.history] == [
-        (1, Outcome.FATAL, "card declined")
+        (1, AttemptOutcome.FATAL, "card declined")
     ]
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from conveyor._ids import new_id
 from conveyor.errors import LeaseLost, StoreUnavailable
-from conveyor.model import Attempt, Event, Outcome, Subscription, Topic
+from conveyor.model import Attempt, AttemptOutcome, Event, Subscription, Topic
 from conveyor.node import open_store
 from conveyor.store.base import CursorState, DeliveryRow, NewEvent, Progress, Store
 
@@ -57,7 +57,7 @@ def progress(epochs: dict[int, int], *, partition: int = 0, sub: str = SUB) -> P
         attempts=1,
         next_ms=NOW_MS + 1000,
         last_error="boom",
-        history=[Attempt(1, NOW_MS, Outcome.RETRY, "boom", 5)],
+        history=[Attempt(1, NOW_MS, AttemptOutcome.RETRY, "boom", 5)],
         updated_ms=NOW_MS,
     )
     return Progress(

@@ -17,7 +17,7 @@ from conveyor.api.schemas import PublishRequest
 from conveyor.clock import FakeClock, to_ms
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.flow.dead_letters import DeadLetters
-from conveyor.model import Outcome
+from conveyor.model import AttemptOutcome
 from dead_letters_platform import OTHER_TOPIC, SUB, Rig, dead_letter_rig
 
 
@@ -74,7 +74,7 @@ async def test_one_dead_letter_shows_its_attempt_history(rig: Rig) -> None:
     (attempt,) = dead.history
     assert (attempt.attempt, attempt.outcome, attempt.error) == (
         1,
-        Outcome.FATAL,
+        AttemptOutcome.FATAL,
         "bad payload: no amount",
     )
     assert attempt.at == at(rig.clock)
@@ -232,7 +232,7 @@ async def test_a_redrive_sends_rows_back_and_tells_the_runner(rig: Rig) -> None:
     again = await service.redrive(SUB, DeadLetterSelection(event_ids=[first]))
 
     # Then it was sent back once, due now from attempt 1, and the runner was woken once
-    assert (moved, again) == (1, 0)
+    assert (moved.count, again.count) == (1, 0)
     assert woken == [SUB]
     (request,) = await rig.node.store.redrive_requests(SUB, None, 10)
     assert (request.attempts, request.next_ms, len(request.history)) == (
@@ -333,7 +333,7 @@ async def test_a_redriven_event_is_delivered_again_from_attempt_1_and_ends_succe
     moved = await rig.dead_letters.redrive(SUB, DeadLetterSelection(event_ids=[event_id]))
 
     # Then it is pushed again as attempt 1, and ends succeeded, out of the queue
-    assert moved == 1
+    assert moved.count == 1
     deadline = time.monotonic() + 10
     while rig.lam.received.count((event_id, 1)) < 2 or await state_of(rig, event_id) != "succeeded":
         assert time.monotonic() < deadline, (rig.lam.received, await state_of(rig, event_id))

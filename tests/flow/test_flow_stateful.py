@@ -58,7 +58,7 @@ from push_double import PushEndpoint, Reply
 from conveyor.clock import FakeClock, to_ms
 from conveyor.delivery.protocol import PushRequest, PushResult
 from conveyor.flow.retry import backoff_bound
-from conveyor.model import Outcome, Priority, RetryPolicy, Subscription, Topic
+from conveyor.model import AttemptOutcome, Outcome, Priority, RetryPolicy, Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
 
@@ -106,12 +106,14 @@ class Fate(msgspec.Struct, frozen=True):
             return "dead", POLICY.max_attempts
         return ("dead" if self.fatal else "succeeded"), self.failures + 1
 
-    def history(self) -> list[Outcome]:
-        """The outcomes its view must list (none for a first-time success)."""
-        state, attempts = self.end()
-        if (state, attempts) == ("succeeded", 1):
-            return []
-        return [self.answer(n) or Outcome.RETRY for n in range(1, attempts + 1)]
+    def history(self) -> list[AttemptOutcome]:
+        """The outcomes its view must list: a first-time success too (known, not recorded);
+        the last failure of an event out of attempts reads dead."""
+        _, attempts = self.end()
+        outcomes = [AttemptOutcome(self.answer(n) or Outcome.RETRY) for n in range(1, attempts + 1)]
+        if outcomes[-1] is AttemptOutcome.RETRY:
+            outcomes[-1] = AttemptOutcome.DEAD
+        return outcomes
 
 
 @dataclass

@@ -34,9 +34,10 @@ from node_harness import (
 )
 from push_double import PushEndpoint, Reply, each, succeed
 
+from conveyor.api.schemas import AttemptView
 from conveyor.clock import FakeClock, to_ms
 from conveyor.delivery.protocol import PushEvent, PushRequest, PushResult
-from conveyor.model import Outcome, RetryPolicy
+from conveyor.model import AttemptOutcome, Outcome, RetryPolicy
 from conveyor.node import Node, open_store
 from conveyor.settings import NodeSettings
 
@@ -67,7 +68,8 @@ async def test_pushed_events_that_succeed_are_finished(node: Node, endpoint: Pus
     # When three events are published
     ids = await publish(node, *(request({"n": n}, attributes={"a": "b"}) for n in range(3)))
 
-    # Then each is pushed once, as its first attempt, and reads succeeded
+    # Then each is pushed once, as its first attempt, and reads succeeded with that attempt
+    # in its history (known, not recorded: no time, no duration)
     await until(lambda: len(endpoint.received) == 3)
     assert sorted(endpoint.payloads(), key=str) == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert {(r.event.id, r.event.attempt, r.subscription) for r in endpoint.received} == {
@@ -76,7 +78,9 @@ async def test_pushed_events_that_succeed_are_finished(node: Node, endpoint: Pus
     assert all(r.event.attributes == {"a": "b"} for r in endpoint.received)
     for event_id in ids:
         view = await until_state(node, event_id, "succeeded", 1)
-        assert view.history == []
+        assert view.history == [
+            AttemptView(attempt=1, outcome=AttemptOutcome.SUCCESS, recorded=False)
+        ]
     await quietly()
     assert len(endpoint.received) == 3
 
@@ -111,12 +115,19 @@ async def test_a_retried_event_is_pushed_again_exactly_when_its_backoff_expires(
         latest = endpoint.received[-1]
         assert (latest.event.attempt, to_ms(latest.at)) == (attempt + 1, due_ms)
 
-    # And after the fourth attempt it is dead, with every attempt in its history
+    # And after the fourth attempt it is dead, with every attempt in its history: the last
+    # one, which left no attempt to retry with, reads dead
     view = await until_state(node, event_id, "dead", 4)
     assert [(a.attempt, a.outcome, a.error) for a in view.history] == [
-        (n, Outcome.RETRY, "not yet") for n in (1, 2, 3, 4)
+        *((n, AttemptOutcome.RETRY, "not yet") for n in (1, 2, 3)),
+        (4, AttemptOutcome.DEAD, "not yet"),
     ]
-    assert [to_ms(a.at.timestamp()) - start_ms for a in view.history] == [0, 1000, 3000, 7000]
+    assert [to_ms(a.at.timestamp()) - start_ms for a in view.history if a.at] == [
+        0,
+        1000,
+        3000,
+        7000,
+    ]
     assert view.last_error == "not yet"
     clock.advance(3600)
     await quietly()
@@ -136,7 +147,7 @@ async def test_a_fatal_result_is_dead_at_once_and_copied_to_the_dead_letter_topi
     # Then it is dead after one attempt
     view = await until_state(node, event_id, "dead", 1)
     assert [(a.attempt, a.outcome, a.error) for a in view.history] == [
-        (1, Outcome.FATAL, "bad order")
+        (1, AttemptOutcome.FATAL, "bad order")
     ]
     # And the dead-letter topic holds a copy that names where it came from
     dlq = node.catalog.topic("orders-dlq")
@@ -191,7 +202,7 @@ async def test_a_throttle_pauses_the_subscription_without_counting_an_attempt(
     retried = [r for r in endpoint.received[1:] if r.event.id == first]
     assert [(r.event.attempt, r.at) for r in retried] == [(1, paused_at + 5)]
     view = await until_state(node, first, "succeeded", 1)
-    assert view.history == []
+    assert [(a.attempt, a.recorded) for a in view.history] == [(1, False)]  # none recorded
     await until_state(node, second, "succeeded", 1)
 
 
@@ -220,10 +231,10 @@ async def test_a_500_a_missing_result_and_a_closed_connection_each_count_as_a_re
     # Then it succeeds on the fourth attempt, after three failures counted as retries
     view = await until_state(node, event_id, "succeeded", 4)
     assert [(a.attempt, a.outcome) for a in view.history] == [
-        (1, Outcome.RETRY),
-        (2, Outcome.RETRY),
-        (3, Outcome.RETRY),
-        (4, Outcome.SUCCESS),
+        (1, AttemptOutcome.RETRY),
+        (2, AttemptOutcome.RETRY),
+        (3, AttemptOutcome.RETRY),
+        (4, AttemptOutcome.SUCCESS),
     ]
     errors = [a.error or "" for a in view.history[:3]]
     assert "connection broken" in errors[0]

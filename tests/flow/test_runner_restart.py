@@ -25,7 +25,7 @@ from push_double import PushEndpoint, Responder, each, succeed
 
 from conveyor.clock import FakeClock, to_ms
 from conveyor.delivery.protocol import PushEvent, PushResult
-from conveyor.model import Outcome, RetryPolicy
+from conveyor.model import AttemptOutcome, Outcome, RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=5, min_backoff=2, max_backoff=2)
 
@@ -77,8 +77,8 @@ async def test_an_event_waiting_for_its_retry_is_retried_on_time_after_a_restart
         assert (endpoint.received[1].event.attempt, to_ms(endpoint.received[1].at)) == (2, due_ms)
         view = await until_state(node, event_id, "succeeded", 2)
         assert [(a.attempt, a.outcome) for a in view.history] == [
-            (1, Outcome.RETRY),
-            (2, Outcome.SUCCESS),
+            (1, AttemptOutcome.RETRY),
+            (2, AttemptOutcome.SUCCESS),
         ]
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from conveyor._ids import new_id
-from conveyor.model import Attempt, Outcome, Subscription, Topic
+from conveyor.model import Attempt, AttemptOutcome, Subscription, Topic
 from conveyor.node import open_store
 from conveyor.store.base import CursorState, DeliveryRow, NewEvent, Progress, Store
 
@@ -32,7 +32,9 @@ def dead(
     state: str = "dead",
 ) -> DeliveryRow:
     """A row after three failed attempts, the last at ``at_ms``."""
-    history = [Attempt(n, at_ms - (3 - n) * 1000, Outcome.RETRY, error, 5) for n in (1, 2, 3)]
+    history = [
+        Attempt(n, at_ms - (3 - n) * 1000, AttemptOutcome.RETRY, error, 5) for n in (1, 2, 3)
+    ]
     return DeliveryRow(partition, offset, f"k{offset}", state, 3, None, error, history, at_ms)
 
 

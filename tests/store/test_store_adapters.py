@@ -13,7 +13,7 @@ import pytest
 
 from conveyor._ids import new_id
 from conveyor.errors import Conflict, StoreUnavailable
-from conveyor.model import Attempt, Outcome, Subscription, Topic
+from conveyor.model import Attempt, AttemptOutcome, Subscription, Topic
 from conveyor.node import open_store
 from conveyor.store.base import (
     CursorState,
@@ -66,7 +66,7 @@ def row(offset: int, state: str, *, partition: int = 0, next_ms: int | None = No
         attempts=1,
         next_ms=next_ms,
         last_error="boom",
-        history=[Attempt(1, NOW_MS, Outcome.RETRY, "boom", 5)],
+        history=[Attempt(1, NOW_MS, AttemptOutcome.RETRY, "boom", 5)],
         updated_ms=NOW_MS,
     )
 

@@ -12,6 +12,7 @@ import aiohttp
 import msgspec
 
 from conveyor._client.batching import AsyncPublisher, BatchSettings
+from conveyor._client.checks import checked
 from conveyor._client.dlq import listing_query, selection
 from conveyor._client.errors import error_from_answer
 from conveyor._client.http import Answer, HttpSession, _segment
@@ -94,6 +95,9 @@ class AsyncClient(ReleaseMethods, AsyncResource):
     :class:`~conveyor.errors.RateLimited` on a 429, and :class:`RuntimeError` once closed.
     An :class:`~conveyor.errors.InvalidRequest` it raises also has ``errors``: every problem
     the server listed, each an :class:`~conveyor.errors.InvalidRequest`.
+    A topic, subscription, rate limit, endpoint or release policy that breaks a rule the
+    server checks (a number past its bound, say) is refused before it is sent, with the
+    error the server would answer.
 
     Args:
         base_url: the node's URL, optionally with a path prefix.
@@ -162,7 +166,7 @@ class AsyncClient(ReleaseMethods, AsyncResource):
             retention_seconds=retention_seconds,
             schema_settings=schema_settings,
         )
-        answer = await self._http.request("POST", ["topics"], topic)
+        answer = await self._http.request("POST", ["topics"], checked(topic))
         # The server answers 200, not 201, when an identical topic already exists.
         if answer.status != _CREATED and not exist_ok:
             raise Conflict(f"topic {name!r} already exists")
@@ -177,7 +181,7 @@ class AsyncClient(ReleaseMethods, AsyncResource):
         Returns:
             The topic as stored.
         """
-        answer = await self._http.request("PUT", ["topics", topic.name], topic)
+        answer = await self._http.request("PUT", ["topics", topic.name], checked(topic))
         return self._http.decode(answer, _TOPIC)
 
     async def get_topic(self, name: str) -> Topic:
@@ -272,7 +276,7 @@ class AsyncClient(ReleaseMethods, AsyncResource):
             filter=None if filter is None else dict(filter),
             locality=list(locality),
         )
-        answer = await self._http.request("POST", ["subscriptions"], subscription)
+        answer = await self._http.request("POST", ["subscriptions"], checked(subscription))
         return self._http.decode(answer, _SUBSCRIPTION)
 
     async def put_subscription(self, sub: Subscription) -> SubscriptionInfo:
@@ -285,7 +289,7 @@ class AsyncClient(ReleaseMethods, AsyncResource):
         Returns:
             The subscription with its live figures.
         """
-        answer = await self._http.request("PUT", ["subscriptions", sub.name], sub)
+        answer = await self._http.request("PUT", ["subscriptions", sub.name], checked(sub))
         return self._http.decode(answer, _SUBSCRIPTION)
 
     async def get_subscription(self, name: str) -> SubscriptionInfo:
@@ -338,6 +342,10 @@ class AsyncClient(ReleaseMethods, AsyncResource):
 
         Raises:
             NotFound: there is no such subscription.
+
+        Returns:
+            The subscription with its live figures, and in ``purged`` how many unfinished
+            events (backlog and retrying) the purge drops.
         """
         return await self._control(name, "POST", "purge")
 
@@ -350,7 +358,7 @@ class AsyncClient(ReleaseMethods, AsyncResource):
             NotFound: there is no such subscription.
             InvalidRequest: a value breaks a rule.
         """
-        limit = RateLimit(per_second=per_second, burst=burst)
+        limit = checked(RateLimit(per_second=per_second, burst=burst))
         return await self._control(name, "PUT", "rate-limit", limit)
 
     async def clear_rate_limit(self, name: str) -> SubscriptionInfo:
@@ -567,7 +575,7 @@ class AsyncClient(ReleaseMethods, AsyncResource):
             health_url=health_url,
         )
         answer = await self._http.request(
-            "PUT", ["lambdas", lambda_name, "endpoints", endpoint_id], registration
+            "PUT", ["lambdas", lambda_name, "endpoints", endpoint_id], checked(registration)
         )
         return self._http.decode(answer, _ENDPOINT)
 
@@ -642,8 +650,11 @@ class AsyncClient(ReleaseMethods, AsyncResource):
         since: datetime | None = None,
         until: datetime | None = None,
         error: str | None = None,
-    ) -> int:
+    ) -> DeadLetterCount:
         """Send dead letters back to their subscription, delivered again from attempt 1.
+
+        Dead letters published before the subscription's :meth:`purge` stay dead (the purge
+        would drop them unpushed at once); ``before_purge`` counts them.
 
         Args:
             subscription: the subscription's name.
@@ -662,13 +673,14 @@ class AsyncClient(ReleaseMethods, AsyncResource):
                 lists each, ``field`` ``/event_ids/<index>``); nothing was sent back.
 
         Returns:
-            How many were sent back.
+            How many were sent back (``count``), and how many were left dead for the
+            subscription's purge (``before_purge``).
         """
         chosen = selection(event_ids, all=all, since=since, until=until, error=error)
         answer = await self._http.request(
             "POST", ["subscriptions", subscription, "dead-letters:redrive"], chosen
         )
-        return self._http.decode(answer, _COUNT).count
+        return self._http.decode(answer, _COUNT)
 
     async def purge_dead_letters(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from conveyor._client.checks import checked
 from conveyor._client.http import HttpSession
 from conveyor.api.release_schemas import LambdaReleases, ReleasePolicy
 
@@ -78,5 +79,7 @@ class ReleaseMethods:
         Returns:
             The policy as stored.
         """
-        answer = await self._http.request("PUT", ["lambdas", lambda_name, "release-policy"], policy)
+        answer = await self._http.request(
+            "PUT", ["lambdas", lambda_name, "release-policy"], checked(policy)
+        )
         return self._http.decode(answer, _POLICY)

@@ -11,7 +11,7 @@ from typing import Self, TypeVar
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
 from conveyor._client.batching import BatchSettings
 from conveyor._client.threaded import Publisher
-from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterPage
+from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
 from conveyor.api.registry_schemas import (
     CompatibilityView,
     Registered,
@@ -368,7 +368,7 @@ class Client:
         since: datetime | None = None,
         until: datetime | None = None,
         error: str | None = None,
-    ) -> int:
+    ) -> DeadLetterCount:
         """See :meth:`AsyncClient.redrive`."""
         return self._run(
             self._client.redrive(

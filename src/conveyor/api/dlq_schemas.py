@@ -116,10 +116,19 @@ class DeadLetterSelection(msgspec.Struct, forbid_unknown_fields=True, omit_defau
     error: ErrorText | None = None
 
 
-class DeadLetterCount(msgspec.Struct):
-    """How many dead letters a redrive or a purge moved."""
+class DeadLetterCount(msgspec.Struct, omit_defaults=True):
+    """How many dead letters a redrive or a purge moved.
+
+    Attributes:
+        count: dead letters sent back (a redrive) or dropped (a purge).
+        before_purge: for a redrive, the selected dead letters left dead because they were
+            published before the subscription's purge (``subscription purge``), which drops
+            such events unpushed: sent back, they would be dropped at once. Purge them, or
+            keep them to inspect.
+    """
 
     count: int
+    before_purge: int = 0
 
 
 __all__ = [

@@ -17,11 +17,15 @@ from conveyor.model import RateLimit
 
 
 async def _apply(request: web.Request, **changes: object) -> web.Response:
+    return json_response(await _applied(request, **changes))
+
+
+async def _applied(request: web.Request, **changes: object) -> SubscriptionInfo:
     node = request.app[NODE]
     name = request.match_info["name"]
     control = msgspec.structs.replace(node.catalog.subscription(name).control, **changes)
     await node.catalog.set_control(name, control)
-    return json_response(await node.status.subscription(name))
+    return await node.status.subscription(name)
 
 
 async def pause(request: web.Request) -> web.Response:
@@ -33,9 +37,15 @@ async def resume(request: web.Request) -> web.Response:
 
 
 async def purge(request: web.Request) -> web.Response:
-    # Everything published up to now (this millisecond included) is dropped unpushed.
-    now_ms = to_ms(request.app[NODE].clock.now())
-    return await _apply(request, purged_before_ms=now_ms + 1)
+    # Everything published up to now (this millisecond included) is dropped unpushed. What
+    # it drops is counted before it takes effect: right after, the dispatcher may already
+    # have dropped the backlog, which then reads 0.
+    node = request.app[NODE]
+    before = (await node.status.subscription(request.match_info["name"])).stats
+    now_ms = to_ms(node.clock.now())
+    info = await _applied(request, purged_before_ms=now_ms + 1)
+    info.purged = before.backlog + before.retrying
+    return json_response(info)
 
 
 async def set_rate_limit(request: web.Request) -> web.Response:
@@ -74,7 +84,7 @@ CONTROL_ROUTES: tuple[Route, ...] = (
         f"{_PATH}/purge",
         purge,
         "Drain to drop: events published until now, retrying ones included, are dropped "
-        "unpushed (their state reads dropped)",
+        "unpushed (their state reads dropped); `purged` counts them",
         _TAG,
         response=SubscriptionInfo,
         errors=(404,),

@@ -76,8 +76,7 @@ async def get_dead_letter(request: web.Request) -> web.Response:
 
 async def redrive_dead_letters(request: web.Request) -> web.Response:
     selection = await _selection(request)
-    count = await _service(request).redrive(request.match_info["name"], selection)
-    return json_response(DeadLetterCount(count))
+    return json_response(await _service(request).redrive(request.match_info["name"], selection))
 
 
 async def purge_dead_letters(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from conveyor.api.registry_schemas import (
     SubjectView,
 )
 from conveyor.errors import InvalidRequest
-from conveyor.model import is_valid_name
+from conveyor.model import MAX_VERSION, is_valid_name
 from conveyor.store.base import StoredSchema
 
 
@@ -54,7 +54,17 @@ def _version(text: str) -> int | None:
             field="/version",
             rule="format",
         )
-    return int(text)
+    return _at_most(int(text), "/version")
+
+
+def _at_most(number: int, field: str) -> int:
+    if number > MAX_VERSION:
+        raise InvalidRequest(
+            f"{field[1:]} {number} is over the most there can be, {MAX_VERSION}",
+            field=field,
+            rule="maximum",
+        )
+    return number
 
 
 async def register(request: web.Request) -> web.Response:
@@ -108,7 +118,7 @@ async def get_by_id(request: web.Request) -> web.Response:
     text = request.match_info["id"]
     if not text.isdigit():
         raise InvalidRequest(f"schema id {text!r} is not a number", field="/id", rule="format")
-    schema = await request.app[NODE].registry.by_id(int(text))
+    schema = await request.app[NODE].registry.by_id(_at_most(int(text), "/id"))
     return json_response(schema_view(schema.stored))
 
 

@@ -13,7 +13,15 @@ from typing import Annotated
 
 import msgspec
 
-from conveyor.model import LOCALITY_PATTERN, Name, Outcome, Priority, Subscription, Topic
+from conveyor.model import (
+    LOCALITY_PATTERN,
+    AttemptOutcome,
+    Name,
+    Priority,
+    Subscription,
+    Topic,
+    Version,
+)
 
 MAX_KEY_LENGTH = 1024
 MAX_ATTRIBUTES = 64
@@ -49,7 +57,7 @@ class PublishRequest(msgspec.Struct, gc=False, forbid_unknown_fields=True, omit_
     delay: Delay | None = None
     idempotency_key: IdempotencyKey | None = None
     priority: Priority = Priority.NORMAL
-    schema_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    schema_version: Version | None = None
 
 
 class BatchPublishRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -158,21 +166,40 @@ class ConcurrencyView(msgspec.Struct):
     recent_rtt_ms: float | None = None
 
 
-class SubscriptionInfo(msgspec.Struct):
-    """A subscription with its live figures."""
+class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
+    """A subscription with its live figures.
+
+    Attributes:
+        purged: in the answer of a purge only: the unfinished events (backlog and
+            retrying) it drops unpushed, counted as it took effect. Each is dropped as its
+            partition's dispatcher reaches it; ``stats.dropped`` counts them as they go.
+    """
 
     subscription: Subscription
     stats: SubscriptionStats
+    purged: int | None = None
 
 
 class AttemptView(msgspec.Struct, omit_defaults=True):
-    """One delivery attempt."""
+    """One delivery attempt.
+
+    Attributes:
+        attempt: 1 for the first delivery.
+        outcome: ``success``, ``retry``, ``fatal``, or ``dead`` for the last failure of an
+            event that ran out of attempts (``max_attempts`` or ``max_retry_duration``).
+        at: when the push was sent (unknown for an attempt not recorded).
+        duration_ms: from push to result (unknown for an attempt not recorded).
+        error: the lambda's or transport's message for a failure.
+        recorded: ``false`` for a success at the first attempt: the normal path writes
+            nothing per delivery, so only its number and outcome are known.
+    """
 
     attempt: int
-    at: datetime
-    outcome: Outcome
+    outcome: AttemptOutcome
+    at: datetime | None = None
     duration_ms: int = 0
     error: str | None = None
+    recorded: bool = True
 
 
 class DeliveryView(msgspec.Struct, omit_defaults=True):
@@ -184,7 +211,8 @@ class DeliveryView(msgspec.Struct, omit_defaults=True):
         attempts: deliveries tried so far.
         next_attempt_at: when a retrying event is tried again.
         last_error: the last failure's message.
-        history: the attempts recorded (failures and what followed them).
+        history: every attempt: those recorded (failures and what followed them), or for
+            a success at the first attempt, that attempt as known (``recorded`` false).
     """
 
     subscription: str

@@ -13,11 +13,14 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import msgspec
 
 from conveyor.api.dlq_schemas import (
+    MAX_PAGE,
     DeadLetter,
+    DeadLetterCount,
     DeadLetterPage,
     DeadLetterQuery,
     DeadLetterSelection,
@@ -38,7 +41,9 @@ REDRIVE = "redrive"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_cursor_decoder = msgspec.json.Decoder(tuple[int, int])
+# A cursor's numbers are bounded like every number a request carries (a store's integers).
+_Place = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_cursor_decoder = msgspec.json.Decoder(tuple[_Place, _Place])
 
 
 class DeadLetters:
@@ -79,21 +84,78 @@ class DeadLetters:
             raise _not_dead(sub, event, row)
         return _dead_letter(row, event, history=True)
 
-    async def redrive(self, sub_name: str, selection: DeadLetterSelection) -> int:
+    async def redrive(self, sub_name: str, selection: DeadLetterSelection) -> DeadLetterCount:
         """Send dead letters back to their subscription, to be delivered from attempt 1.
 
+        A dead letter published before the subscription's purge stays dead and is counted
+        apart: the purge drops such events unpushed, so it would be dropped at once.
+
         Returns:
-            How many were sent back (event ids no longer dead are skipped).
+            How many were sent back (event ids no longer dead are skipped), and how many
+            were left dead for the purge.
 
         Raises:
             NotFound: no such subscription.
             InvalidRequest: the selection is malformed, or an event id names no event of
                 the subscription's topic (nothing is moved then).
         """
-        moved = await self._move(sub_name, selection, REDRIVE)
+        purged = self._catalog.subscription(sub_name).control.purged_before_ms
+        if purged is None:
+            moved, covered = await self._move(sub_name, selection, REDRIVE), 0
+        else:
+            moved, covered = await self._redrive_after_purge(sub_name, selection, purged)
         if moved:
             self._on_redrive(sub_name)
-        return moved
+        return DeadLetterCount(moved, covered)
+
+    async def _redrive_after_purge(
+        self, sub_name: str, selection: DeadLetterSelection, purged: int
+    ) -> tuple[int, int]:
+        """Redrive the selected dead letters published at or after the purge mark; return
+        how many moved and how many were left dead for being published before it."""
+        sub = self._catalog.subscription(sub_name)
+        _check(selection)
+        topic = self._catalog.topic(sub.topic)
+        if selection.event_ids is None:
+            refs = await self._dead_refs(sub, selection)
+        else:
+            refs = []
+            for part, off in await self._refs(sub, selection.event_ids):
+                rows = await self._store.delivery_rows(topic, part, off)
+                row = rows.get(sub.name)
+                if row is not None and row.state == DEAD:
+                    refs.append((part, off))
+        published = {
+            (e.partition, e.offset): e.publish_ms
+            for e in await self._store.read_events(topic, refs)
+        }
+        # (An event gone from the log is sent back as before: its runner buries it again.)
+        keep = [ref for ref in refs if published.get(ref, purged) >= purged]
+        now_ms = to_ms(self._clock.now())
+        moved = await self._store.mark_rows(sub.name, DEAD, REDRIVE, refs=keep, now_ms=now_ms)
+        return moved, len(refs) - len(keep)
+
+    async def _dead_refs(
+        self, sub: Subscription, selection: DeadLetterSelection
+    ) -> list[tuple[int, int]]:
+        """Every dead letter ``all=true`` selects (narrowed by its filters), page by page."""
+        since_ms, until_ms = _window(selection.since, selection.until, "")
+        refs: list[tuple[int, int]] = []
+        after: tuple[int, int] | None = None
+        while True:
+            rows = await self._store.list_rows(
+                sub.name,
+                DEAD,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                error=selection.error,
+                after=after,
+                limit=MAX_PAGE,
+            )
+            refs += [(r.partition, r.offset) for r in rows]
+            if len(rows) < MAX_PAGE:
+                return refs
+            after = refs[-1]
 
     async def purge(self, sub_name: str, selection: DeadLetterSelection) -> int:
         """Drop dead letters: they read ``dropped`` and are never delivered again.

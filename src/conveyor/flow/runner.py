@@ -40,6 +40,7 @@ from conveyor.model import (
     LANE_WEIGHTS,
     LANES,
     Attempt,
+    AttemptOutcome,
     DeliveryState,
     Event,
     Outcome,
@@ -724,10 +725,15 @@ class Runner:
             return True
         return False
 
-    def _attempt(self, attempt: int, result: Result, started: float, now: float) -> Attempt:
-        return Attempt(
-            attempt, to_ms(started), result.outcome, result.error, to_ms(now) - to_ms(started)
-        )
+    def _attempt(
+        self, attempt: int, result: Result, started: float, now: float, *, last: bool = False
+    ) -> Attempt:
+        # The last failure of an event that goes dead reads `dead`, unless the lambda said
+        # `fatal` (which says why).
+        outcome = AttemptOutcome(result.outcome)
+        if last and outcome is AttemptOutcome.RETRY:
+            outcome = AttemptOutcome.DEAD
+        return Attempt(attempt, to_ms(started), outcome, result.error, to_ms(now) - to_ms(started))
 
     def _row_for(self, event: Event, now: float) -> DeliveryRow:
         ref = (event.partition, event.offset)
@@ -782,7 +788,7 @@ class Runner:
         row.attempts = attempt
         row.next_ms = None
         row.last_error = result.error
-        row.history.append(self._attempt(attempt, result, started, now))
+        row.history.append(self._attempt(attempt, result, started, now, last=True))
         row.updated_ms = to_ms(now)
         self._rows.pop(ref, None)
         self._pending[ref] = row

@@ -23,7 +23,7 @@ from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
 from conveyor.errors import NotFound
 from conveyor.flow.dispatcher import Dispatcher
-from conveyor.model import DeliveryState, Event, Priority, Subscription, lane_of
+from conveyor.model import AttemptOutcome, DeliveryState, Event, Priority, Subscription, lane_of
 from conveyor.store.base import CursorState, DeliveryRow, Store
 
 
@@ -31,8 +31,12 @@ def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _history(row: DeliveryRow | None) -> list[AttemptView]:
+def _history(row: DeliveryRow | None, state: DeliveryState) -> list[AttemptView]:
     if row is None:
+        # The normal path writes nothing per delivery: a success at the first attempt is
+        # known (the cursor passed the event), not recorded; its time and duration are not.
+        if state is DeliveryState.SUCCEEDED:
+            return [AttemptView(attempt=1, outcome=AttemptOutcome.SUCCESS, recorded=False)]
         return []
     return [
         AttemptView(
@@ -148,7 +152,7 @@ class StatusService:
             attempts=attempts,
             next_attempt_at=_dt(row.next_ms) if row and state is DeliveryState.RETRYING else None,
             last_error=row.last_error if row else None,
-            history=_history(row),
+            history=_history(row, state),
         )
 
     async def subscription(self, name: str) -> SubscriptionInfo:

@@ -41,7 +41,7 @@ from conveyor.errors import InvalidRequest
 from conveyor.frontend import cloudevents
 from conveyor.frontend._decoding import Place, WriterSchemas, decoded
 from conveyor.frontend.registry.registry import SchemaRegistry
-from conveyor.model import SchemaType, Topic
+from conveyor.model import MAX_VERSION, SchemaType, Topic
 
 __all__ = [
     "AVRO_TYPES",
@@ -433,9 +433,9 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     value = headers.get(name)
     if value is None:
         return None
-    if not _DIGITS.fullmatch(value.strip()) or int(value) < 1:
+    if not _DIGITS.fullmatch(value.strip()) or not 1 <= int(value) <= MAX_VERSION:
         raise InvalidRequest(
-            f"header {name} must be a whole number from 1, not {value!r}",
+            f"header {name} must be a whole number from 1 to {MAX_VERSION}, not {value!r}",
             field="/" + name.lower(),
             rule="type",
         )

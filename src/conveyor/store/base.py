@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -35,6 +36,7 @@ from conveyor.errors import StoreUnavailable
 from conveyor.model import Attempt, Control, Event, Subscription, Topic
 
 T = TypeVar("T")
+log = logging.getLogger("conveyor.store")
 Ranges = list[tuple[int, int]]  # half-open [lo, hi) offset ranges, sorted, disjoint
 
 
@@ -584,10 +586,39 @@ class Store(AsyncResource):
         """The next offset of every partition, by (topic, partition)."""
 
     # -- housekeeping ---------------------------------------------------------------------
-    @abc.abstractmethod
     async def sweep(self, now_ms: int, dedup_ms: int) -> int:
-        """Drop expired idempotency keys and log entries past retention that every
-        subscription has finished; return how many rows were removed."""
+        """One housekeeping pass: drop expired idempotency keys, then each topic's log
+        entries past retention that every subscription has finished and its finished
+        delivery rows past retention; return how many rows were removed.
+
+        Invariant: one topic's failure never stops the others: it is logged, skipped, and
+        tried again next pass.
+
+        Raises:
+            StoreUnavailable: the topics could not be listed.
+        """
+        removed = 0
+        try:
+            removed += await self.sweep_keys(now_ms - dedup_ms)
+        except Exception as e:  # noqa: BLE001 - the topics are swept all the same (logged)
+            log.warning("housekeeping of idempotency keys failed, skipped: %s", e)
+        for topic in await self.list_topics():
+            try:
+                removed += await self.sweep_topic(topic, now_ms)
+            except Exception as e:  # noqa: BLE001 - a topic's failure is its own (logged)
+                log.warning("housekeeping of topic %r failed, skipped: %s", topic.name, e)
+        return removed
+
+    @abc.abstractmethod
+    async def sweep_keys(self, cutoff_ms: int) -> int:
+        """Drop the idempotency keys stored before ``cutoff_ms``, in transactions small
+        enough never to hold publishes up for long; return how many."""
+
+    @abc.abstractmethod
+    async def sweep_topic(self, topic: Topic, now_ms: int) -> int:
+        """Remove a topic's log entries past its retention that every subscription has
+        finished (a dead letter keeps its event), and its finished delivery rows past
+        retention, in small transactions; return how many rows were removed."""
 
 
 @dataclass(slots=True)

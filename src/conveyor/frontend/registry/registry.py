@@ -28,7 +28,7 @@ from conveyor.frontend.registry.avro_json import to_json_schema as avro_to_json_
 from conveyor.frontend.registry.breaking import Breaking
 from conveyor.frontend.registry.modes import Compatibility, breaking_changes
 from conveyor.frontend.validation import PayloadValidator, compile_schema
-from conveyor.model import SchemaType
+from conveyor.model import MAX_VERSION, SchemaType
 from conveyor.store.base import Store, StoredSchema, SubjectInfo
 
 DEFAULT_COMPATIBILITY = Compatibility.BACKWARD
@@ -262,6 +262,8 @@ class SchemaRegistry:
         schema = self._by_id.get(schema_id)
         if schema is not None:
             return schema
+        if not 0 < schema_id <= MAX_VERSION:  # (out of any store's range: not looked up)
+            raise NotFound("schema", str(schema_id))
         stored = await self._store.schema_by_id(schema_id)
         if stored is None:
             raise NotFound("schema", str(schema_id))
