@@ -26,7 +26,7 @@ from typing import Protocol
 
 from conveyor.clock import Clock
 from conveyor.delivery.health import EndpointState, HealthPolicy, OutlierDetector
-from conveyor.delivery.locality import levels, pick_level, plan_levels
+from conveyor.delivery.locality import OVERPROVISIONING, levels, pick_level, plan_levels
 from conveyor.store.base import Endpoint
 
 __all__ = ["EndpointPool", "EndpointState", "VersionRouter", "VersionSplit"]
@@ -233,10 +233,13 @@ class EndpointPool:
         process and a refused connection all move load the same way.
         """
         threshold = self.detector.policy.panic_threshold
-        by_level = levels(members, places)
+        by_level = levels(members, places) if places else [members]
         healthy = [[e for e in level if e.healthy(now)] for level in by_level]
-        if len(by_level) == 1 and len(healthy[0]) >= threshold * len(by_level[0]):
-            return healthy[0]  # the common case: one level, not in panic
+        first, ok = len(by_level[0]), len(healthy[0])
+        if ok * OVERPROVISIONING >= first or (len(by_level) == 1 and ok >= threshold * first):
+            # The common cases: the first level takes every push (it is healthy enough), or
+            # there is one level and it is not in panic.
+            return healthy[0]
         plan = plan_levels(
             [len(ok) for ok in healthy], [len(level) for level in by_level], threshold
         )
