@@ -39,3 +39,15 @@ def blocking(payload: dict[str, object], ctx: EventContext) -> None:
     _write(ctx, "start")
     time.sleep(HANDLER_SECONDS)
     _write(ctx, "done")
+
+
+@app.handler(
+    "quick",
+    push_timeout=1.0,
+    retry=RetryPolicy(max_attempts=20, min_backoff=0.2, max_backoff=0.5),
+)
+async def quick(payload: dict[str, object], ctx: EventContext) -> None:
+    """Take 0.3 s: well within the push timeout, when the worker runs."""
+    _write(ctx, "start")
+    await asyncio.sleep(0.3)
+    _write(ctx, "done")

@@ -7,10 +7,15 @@ handlers take 1.5 s on subscriptions with a 1 s push timeout and 3 attempts.
   the platform had already counted as failed).
 - A sync handler cannot be stopped: it completes in its thread, but the worker answered by
   the deadline and its late result is ignored; the event goes dead the same way.
+- A worker stopped (SIGSTOP) while pushes wait in its socket: the platform gives them up
+  (timeouts, connections closed) and retries; when the worker resumes it reads them, sees
+  their connections closed, and cancels them, so each event completes once (before, every
+  given-up push ran on resume: four completions per event).
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 
@@ -56,3 +61,34 @@ def test_a_handler_past_the_push_timeout_never_completes_after_the_platform_gave
         # The sync handler's calls ran on in their threads; the worker answered without them
         assert by_sub["deadline.blocking"].attempts == 3
         assert "still running in its thread" in (by_sub["deadline.blocking"].last_error or "")
+
+
+def test_pushes_given_up_while_the_worker_was_stopped_do_not_run_when_it_resumes(
+    platform: Platform,
+) -> None:
+    # Given a worker whose handler takes 0.3 s (push timeout 1 s), stopped
+    worker = platform.worker("deadline_lambdas:app", "--ttl", "60")
+    with Client(platform.url) as client:
+        worker.popen.send_signal(signal.SIGSTOP)
+        try:
+            # When events are pushed to it and time out, again and again, for 3 s
+            results = client.publish_batch("quick", [{"payload": {"n": n}} for n in range(5)])
+            ids = [r.id for r in results]
+            time.sleep(3)
+        finally:
+            worker.popen.send_signal(signal.SIGCONT)
+
+        # Then, once it resumes, every event succeeds...
+        def succeeded() -> bool:
+            states = [d.state for i in ids for d in client.get_event(i).deliveries]
+            return states == ["succeeded"] * len(ids)
+
+        wait_for(succeeded, timeout=30)
+        attempts = [client.get_event(i).deliveries[0].attempts for i in ids]
+        time.sleep(1)  # long enough for any given-up push still running to complete
+
+    # ...after timed-out attempts, yet each completed exactly once: the pushes the platform
+    # had given up were cancelled when the worker read them
+    assert min(attempts) > 1
+    done = Counter(r["id"] for r in platform.records() if r["step"] == "done")
+    assert done == Counter(ids)

@@ -278,8 +278,15 @@ class Worker(AsyncResource):
         web_app = web.Application(client_max_size=MAX_PUSH_BYTES)
         web_app.router.add_post(PUSH_PATH, self._on_push)
         web_app.router.add_get(HEALTH_PATH, self._on_health)
+        # A push whose connection the platform closed (it gave the push up: a timeout) has its
+        # handler calls cancelled, even one that waited in the socket while this process was
+        # stopped: its deadline, counted from when it was read, would come too late.
         runner = web.AppRunner(
-            web_app, access_log=None, handle_signals=False, shutdown_timeout=FLUSH_TIMEOUT
+            web_app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=FLUSH_TIMEOUT,
+            handler_cancellation=True,
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -359,6 +366,9 @@ class Worker(AsyncResource):
                 clock=self._clock,
             )
             return web.Response(body=_encoder.encode(response), content_type="application/json")
+        except asyncio.CancelledError:
+            logger.info("push given up by the platform (connection closed): handlers cancelled")
+            raise
         finally:
             self._pushes -= 1
             if self._pushes == 0:
