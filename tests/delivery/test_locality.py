@@ -12,11 +12,13 @@ import pytest
 
 from conveyor.clock import FakeClock
 from conveyor.delivery.endpoints import EndpointPool, EndpointState
+from conveyor.delivery.health import HealthPolicy
 from conveyor.delivery.locality import (
     level_loads,
     levels,
     matches,
     pick_level,
+    plan_levels,
     preferences_of,
 )
 
@@ -176,3 +178,96 @@ def test_load_is_compared_relative_to_each_workers_concurrency() -> None:
     small = pool.register(LAMBDA, "small", "http://127.0.0.1:9001/push", 3600, 10)
     big.in_flight, small.in_flight = 50, 6  # 50% and 60% busy
     assert {pool.choose(LAMBDA).id for _ in range(50)} == {"big"}  # type: ignore[union-attr]
+
+
+# -- panic is per level (Envoy), and spill-over follows health however an endpoint fails ------
+@pytest.mark.parametrize(
+    ("healthy", "total", "loads", "panic"),
+    [
+        # The preferred level dead, the next one whole: 100% health in all, so no panic, and
+        # everything goes to the healthy level (the dead zone is not used in panic)
+        ([0, 1], [2, 1], [0.0, 1.0], [False, False]),
+        ([1, 4], [3, 4], [0.467, 0.533], [False, False]),
+        # Short in total: a level under the threshold panics, the others do not
+        ([1, 1], [5, 2], [0.286, 0.714], [True, False]),
+        # Every level panics (total panic): the load goes by each level's size
+        ([1, 1], [4, 4], [0.5, 0.5], [True, True]),
+        ([0, 0], [2, 1], [0.667, 0.333], [True, True]),
+        # One level: the classic threshold on the whole pool
+        ([1], [3], [1.0], [True]),
+        ([2], [4], [1.0], [False]),
+    ],
+)
+def test_panic_is_decided_per_level_over_the_levels_overprovisioned_health(
+    healthy: list[int], total: list[int], loads: list[float], panic: list[bool]
+) -> None:
+    plan = plan_levels(healthy, total, 0.5)
+    assert plan.loads == pytest.approx(loads, abs=1e-3)
+    assert plan.panic == panic
+
+
+def zones(clock: FakeClock, **policy: float) -> EndpointPool:
+    """Two endpoints in zone A (preferred), one in zone B, as in the hang probe."""
+    pool = EndpointPool(clock, health=HealthPolicy(**policy))  # type: ignore[arg-type]
+    pool._rng = random.Random(7)
+    for i, place in enumerate([ZONE_A, ZONE_A, ZONE_B]):
+        pool.register(LAMBDA, f"e{i}", f"http://127.0.0.1:{9000 + i}/push", 3600, 8, locality=place)
+    return pool
+
+
+def probe_fails(pool: EndpointPool, state: EndpointState) -> None:
+    pool.probed(state, ok=False, error="no answer in time")
+    pool.probed(state, ok=False, error="no answer in time")
+
+
+@pytest.mark.parametrize("failure", ["probes", "ejected", "refused", "mixed"])
+def test_a_dead_preferred_zone_spills_everything_to_the_healthy_one_whatever_the_failure(
+    failure: str,
+) -> None:
+    # Given zone A's two endpoints down (a hang or a stopped process fails its probes, a
+    # black hole gets ejected, a killed one refuses), and zone B's one endpoint healthy
+    clock = FakeClock()
+    pool = zones(clock)
+    a1, a2 = pool.endpoints(LAMBDA)[:2]
+    for i, state in enumerate((a1, a2)):
+        how = failure if failure != "mixed" else ("probes", "refused")[i]
+        if how == "probes":
+            probe_fails(pool, state)
+        elif how == "ejected":
+            eject(pool, state.id, clock)
+        else:
+            pool.connect_failed(state)
+
+    # Then zone B takes every push: 1 of 3 healthy is under the panic threshold, but the
+    # levels' health adds up to 100%, so no level panics and A is not used
+    assert picks(pool, PREFER) == Counter({ZONE_B: 2000})
+
+
+def test_a_panicking_level_uses_its_unhealthy_endpoints_but_never_refusing_ones() -> None:
+    # Given every endpoint unhealthy by its probes, and one of zone A refusing connections
+    clock = FakeClock()
+    pool = zones(clock)
+    states = pool.endpoints(LAMBDA)
+    for state in states:
+        probe_fails(pool, state)
+    pool.connect_failed(states[0])
+
+    # Then all levels panic: the load goes by the levels' sizes (2:1), and within zone A
+    # only the endpoint a push can reach gets it
+    chosen = Counter(pool.choose(LAMBDA, PREFER).id for _ in range(3000))  # type: ignore[union-attr]
+    assert chosen["e0"] == 0
+    assert chosen["e1"] / 3000 == pytest.approx(2 / 3, abs=0.04)
+    assert chosen["e2"] / 3000 == pytest.approx(1 / 3, abs=0.04)
+
+    # And when nothing can be reached, nothing is chosen
+    for state in states:
+        pool.connect_failed(state)
+    assert pool.choose(LAMBDA, PREFER) is None
+
+
+def test_a_panic_threshold_of_zero_never_sends_to_unhealthy_endpoints() -> None:
+    clock = FakeClock()
+    pool = zones(clock, panic_threshold=0.0)
+    for state in pool.endpoints(LAMBDA):
+        probe_fails(pool, state)
+    assert pool.choose(LAMBDA, PREFER) is None

@@ -5,11 +5,15 @@ and ``conveyor worker`` processes in two zones.
   spill over to the next zone and no event is lost. Start them again: traffic returns.
 - A worker whose handler hangs past the push timeout is ejected by outlier detection (seen
   in the API), the others take its events, and it is re-admitted when its ejection ends.
+- Stop (SIGSTOP) both workers of the preferred zone while their registrations live on: the
+  zone fails its probes and every event goes to the other zone's one worker (panic is per
+  level: one healthy endpoint of three is enough when it is the whole next level).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,9 +48,9 @@ def zoned(tmp_path: Path) -> Iterator[Platform]:
         platform.proc.stop()
 
 
-def start(platform: Platform, zone: str, **env: str) -> Proc:
+def start(platform: Platform, zone: str, ttl: str = "2", **env: str) -> Proc:
     return platform.worker(
-        REF, "--locality", zone, "--ttl", "2", "--concurrency", "256", env={"ZONE": zone, **env}
+        REF, "--locality", zone, "--ttl", ttl, "--concurrency", "256", env={"ZONE": zone, **env}
     )
 
 
@@ -150,3 +154,28 @@ def test_a_hanging_worker_is_ejected_and_readmitted_when_its_ejection_ends(
                 break
         else:
             pytest.fail("the re-admitted worker got no pushes")
+
+
+def test_a_stopped_preferred_zone_spills_over_to_the_healthy_zone_while_it_is_registered(
+    zoned: Platform,
+) -> None:
+    # Given two workers in zone A (preferred) whose registrations live 60 s, one in zone B
+    a1, a2 = start(zoned, ZONE_A, ttl="60"), start(zoned, ZONE_A, ttl="60")
+    b = start(zoned, ZONE_B)
+    with Client(zoned.url) as client:
+        wait_for(lambda: healthy(client, ZONE_A) == 2 and healthy(client, ZONE_B) == 1)
+        assert zones_of(zoned, publish(client, 50)) == Counter({ZONE_A: 50})
+        try:
+            # When zone A's workers stop (SIGSTOP: they accept connections, never answer)
+            a1.popen.send_signal(signal.SIGSTOP)
+            a2.popen.send_signal(signal.SIGSTOP)
+            ids = publish(client, 100)
+
+            # Then they fail their probes, and every event is handled by zone B, long before
+            # zone A's registrations run out (60 s; before the fix, B got nothing until then)
+            wait_for(lambda: healthy(client, ZONE_A) == 0, timeout=10)
+            assert zones_of(zoned, ids) == Counter({ZONE_B: 100})
+            assert b.alive()
+        finally:
+            a1.popen.send_signal(signal.SIGCONT)
+            a2.popen.send_signal(signal.SIGCONT)

@@ -146,6 +146,23 @@ def test_configure_to_a_smaller_burst_clamps_the_tokens() -> None:
     assert bucket.take(1_000, 60.0) == 5
 
 
+def test_configure_to_a_larger_burst_adds_the_difference_at_once() -> None:
+    # Given a bucket of 2 at 1/s, emptied
+    bucket = TokenBucket(1.0, 2, 0.0)
+    assert bucket.take(10, 0.0) == 2
+
+    # When it grows to 10 with no time passing
+    bucket.configure(1.0, 10, 0.0)
+
+    # Then the 8 tokens of new headroom are there at once, and no more
+    assert bucket.take(100, 0.0) == 8
+    assert bucket.take(100, 3.0) == 3
+    # And a bucket that was full stays full (at its new size)
+    full = TokenBucket(1.0, 2, 0.0)
+    full.configure(1.0, 10, 0.0)
+    assert full.take(100, 0.0) == 10
+
+
 def test_configure_to_a_faster_rate_raises_the_long_run_count() -> None:
     # Given 50 s at 10/s, then 50 s at 30/s, from a full bucket of 1 (each half ends half a
     # token after a token, away from float rounding)

@@ -8,8 +8,8 @@ added by URL and never expire. The choice for each push goes, in order:
    others go to the stable endpoints; rolled-back versions get none (``VersionRouter``).
 2. **Locality**: the subscription's preferred places, with spill-over by health
    (``delivery/locality.py``).
-3. **Health**: ejected or probe-failing endpoints are skipped, unless too few are healthy
-   (panic; ``delivery/health.py``).
+3. **Health**: ejected, probe-failing or refusing endpoints are skipped, unless too few are
+   healthy over all the levels (panic, per level as in Envoy; ``delivery/locality.py``).
 4. **Balance**: least outstanding requests (relative to each worker's concurrency) between
    two endpoints picked at random: the power of two choices, which spreads load without
    herding on one fast host.
@@ -26,7 +26,7 @@ from typing import Protocol
 
 from conveyor.clock import Clock
 from conveyor.delivery.health import EndpointState, HealthPolicy, OutlierDetector
-from conveyor.delivery.locality import level_loads, levels, pick_level
+from conveyor.delivery.locality import OVERPROVISIONING, levels, pick_level, plan_levels
 from conveyor.store.base import Endpoint
 
 __all__ = ["EndpointPool", "EndpointState", "VersionRouter", "VersionSplit"]
@@ -211,44 +211,64 @@ class EndpointPool:
                 (``None`` or empty: the node's own).
         """
         now = self._clock.now()
-        live = [e for e in self._by_lambda.get(lambda_name, {}).values() if e.live(now)]
-        if not live:
+        members = [e for e in self._by_lambda.get(lambda_name, {}).values() if e.registered(now)]
+        if members and self._router is not None:
+            members = self._by_version(lambda_name, members, now)
+        if not members:
             return None
-        if self._router is not None:
-            live = self._by_version(lambda_name, live)
-            if not live:
-                return None
-        healthy = [e for e in live if e.healthy(now)]
-        places = preference or self.default_preference
-        if not healthy or len(healthy) < self.detector.policy.panic_threshold * len(live):
-            # Panic: health is ignored, every live endpoint is used (most preferred place first).
-            candidates = levels(live, places)[0] if places else live
-        elif not places:
-            candidates = healthy
-        else:
-            by_level = levels(live, places)
-            ok = [[e for e in level if e.healthy(now)] for level in by_level]
-            if len(ok) > 1:
-                loads = level_loads([len(h) for h in ok], [len(level) for level in by_level])
-                candidates = ok[pick_level(loads, self._rng)]
-            else:
-                candidates = ok[0]
-        if len(candidates) == 1:
-            return candidates[0]
+        candidates = self._candidates(members, preference or self.default_preference, now)
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
         a, b = self._rng.sample(candidates, 2)
         return a if a.in_flight * b.concurrency <= b.in_flight * a.concurrency else b
 
-    def _by_version(self, lambda_name: str, live: list[EndpointState]) -> list[EndpointState]:
+    def _candidates(
+        self, members: list[EndpointState], places: Sequence[str], now: float
+    ) -> list[EndpointState]:
+        """The endpoints of the level drawn for this push: its healthy ones, or (in panic)
+        every one a push can reach.
+
+        Invariant: health is judged over every registered endpoint, those set aside after a
+        refused connection included (as unhealthy), so a hang, a black hole, a stopped
+        process and a refused connection all move load the same way.
+        """
+        threshold = self.detector.policy.panic_threshold
+        by_level = levels(members, places) if places else [members]
+        healthy = [[e for e in level if e.healthy(now)] for level in by_level]
+        first, ok = len(by_level[0]), len(healthy[0])
+        if ok * OVERPROVISIONING >= first or (len(by_level) == 1 and ok >= threshold * first):
+            # The common cases: the first level takes every push (it is healthy enough), or
+            # there is one level and it is not in panic.
+            return healthy[0]
+        plan = plan_levels(
+            [len(ok) for ok in healthy], [len(level) for level in by_level], threshold
+        )
+        options = [
+            [e for e in level if e.usable(now)] if panic else ok
+            for level, ok, panic in zip(by_level, healthy, plan.panic, strict=True)
+        ]
+        loads = [load if option else 0.0 for load, option in zip(plan.loads, options, strict=True)]
+        spent = sum(loads)
+        if spent <= 0.0:
+            return []
+        return options[pick_level([load / spent for load in loads], self._rng)]
+
+    def _by_version(
+        self, lambda_name: str, members: list[EndpointState], now: float
+    ) -> list[EndpointState]:
         assert self._router is not None
         split = self._router.split(lambda_name)
         if split.excluded:
-            live = [e for e in live if e.version not in split.excluded]
+            members = [e for e in members if e.version not in split.excluded]
         if split.canary is None:
-            return live
-        canary = [e for e in live if e.version == split.canary]
-        stable = [e for e in live if e.version != split.canary]
-        if not canary or not stable:
-            return canary or stable  # only one side is up: it takes everything
+            return members
+        canary = [e for e in members if e.version == split.canary]
+        stable = [e for e in members if e.version != split.canary]
+        canary_up = any(e.usable(now) for e in canary)
+        stable_up = any(e.usable(now) for e in stable)
+        if not (canary_up and stable_up):
+            # Only one side can be reached: it takes everything.
+            return canary if canary_up else stable or canary
         return canary if self._rng.random() < split.share else stable
 
     def is_canary(self, endpoint: EndpointState) -> bool:

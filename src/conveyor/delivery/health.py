@@ -14,9 +14,13 @@ them off). ``unhealthy_threshold`` failed probes in a row (no answer within
 ``probe_timeout``, or a non-2xx status, which a draining worker answers) mark the endpoint
 unhealthy; ``healthy_threshold`` good ones in a row mark it healthy again.
 
-When fewer than ``panic_threshold`` of the endpoints a push could go to are healthy, health
-is ignored and every live endpoint is used: a broken detector (or a broken health check)
-must not take a whole lambda down.
+Panic is decided per locality level (``delivery/locality.py``), as Envoy decides it per
+priority level: while the levels together have enough healthy endpoints (their
+overprovisioned health adds up to 100%), health is never ignored and pushes spill over to
+the healthy ones; below that, a level where fewer than ``panic_threshold`` of the endpoints
+are healthy sends its share to all of them: a broken detector (or a broken health check)
+must not take a whole lambda down. An endpoint set aside after a refused connection counts
+as unhealthy in its level and is not pushed to even in panic (the push could not reach it).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class HealthPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ejection_time: seconds of a first ejection; each repeat lasts this much longer.
         max_ejection_time: the longest ejection, in seconds.
         max_ejected_share: the most of a lambda's endpoints ejected at once.
-        panic_threshold: below this share of healthy endpoints, health is ignored.
+        panic_threshold: a locality level below this share of healthy endpoints ignores
+            health, unless the levels together have enough healthy endpoints.
         probe_interval: seconds between active health probes of an endpoint (0: none).
         probe_timeout: seconds a probe waits for its answer.
         unhealthy_threshold: failed probes in a row that mark an endpoint unhealthy.
@@ -98,13 +103,17 @@ class EndpointState:
     probe_streak: int = 0  # > 0: good probes in a row; < 0: failed probes in a row
     last_probe_error: str = ""
 
-    def live(self, now: float) -> bool:
-        """Registered and not expired, and not set aside after a failed connection."""
-        return (self.static or self.expires_at > now) and self.down_until <= now
+    def registered(self, now: float) -> bool:
+        """Registered and not expired: it counts in its level, healthy or not."""
+        return self.static or self.expires_at > now
+
+    def usable(self, now: float) -> bool:
+        """Not set aside after a refused connection: a push can reach it, even in panic."""
+        return self.down_until <= now
 
     def healthy(self, now: float) -> bool:
-        """Neither ejected nor failing its probes."""
-        return self.ejected_until <= now and self.probe_healthy
+        """Usable, not ejected, and passing its probes."""
+        return self.down_until <= now and self.ejected_until <= now and self.probe_healthy
 
 
 class OutlierDetector:

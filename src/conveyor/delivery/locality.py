@@ -14,16 +14,24 @@ level takes as much of the load as its health, the next takes as much of the res
 health, and so on (normalised when the total falls short). So a zone keeps all the traffic
 while at least 1/1.4 ≈ 71% of it is healthy, spills over in proportion as it loses more, and
 gets the traffic back as its endpoints return.
+
+Panic is per level, as in Envoy: while the levels' health adds up to 100% or more there is no
+panic anywhere (enough healthy endpoints exist somewhere, so a dead preferred zone spills
+over whatever its size). Below that, a level whose healthy share is under the panic threshold
+sends its load to all its endpoints, healthy or not; and when every level panics (total
+panic), the load is split by the number of endpoints in each level.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from conveyor.delivery.health import EndpointState
 
 OVERPROVISIONING = 1.4
+FULL = 1.0 - 1e-9  # health summed in floats: 1.4 * 5/7 must count as 100%
 
 
 def matches(preference: str, locality: str) -> bool:
@@ -69,6 +77,42 @@ def level_loads(healthy: Sequence[int], total: Sequence[int]) -> list[float]:
     if 0.0 < spent < 1.0:
         loads = [load / spent for load in loads]
     return loads
+
+
+@dataclass(frozen=True, slots=True)
+class LevelPlan:
+    """How pushes are split between levels.
+
+    Attributes:
+        loads: each level's share of the pushes (summing to 1, or all 0 when nothing is
+            healthy and panic is off).
+        panic: per level, whether its pushes go to all its endpoints, healthy or not.
+    """
+
+    loads: list[float]
+    panic: list[bool]
+
+
+def plan_levels(healthy: Sequence[int], total: Sequence[int], panic_threshold: float) -> LevelPlan:
+    """Each level's load and panic, from its healthy and total endpoint counts (Envoy's
+    priority levels with per-level panic; see the module doc).
+
+    Args:
+        healthy: healthy endpoints per level, most preferred first.
+        total: endpoints per level (healthy or not).
+        panic_threshold: a level whose healthy share is below this panics, unless the
+            levels' health adds up to 100%.
+    """
+    health = sum(
+        min(1.0, OVERPROVISIONING * ok / n) for ok, n in zip(healthy, total, strict=True) if n
+    )
+    if health >= FULL:
+        return LevelPlan(level_loads(healthy, total), [False] * len(total))
+    panic = [n > 0 and ok < panic_threshold * n for ok, n in zip(healthy, total, strict=True)]
+    size = sum(total)
+    if all(panic) and size:
+        return LevelPlan([n / size for n in total], panic)
+    return LevelPlan(level_loads(healthy, total), panic)
 
 
 def pick_level(loads: Sequence[float], rng: random.Random) -> int:

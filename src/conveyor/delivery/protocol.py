@@ -18,9 +18,22 @@ An event goes out in its subscription's :class:`~conveyor.model.DeliveryFormat`,
 
 Every field added since the first version has a default, and a default is never sent, so an
 older worker still reads plain JSON pushes, and a newer worker reads an older platform's.
+
+**The push's deadline.** Every push carries the ``Conveyor-Timeout`` header: the seconds the
+platform waits for the answer, counted from when it sends the push. It is relative, not a
+time of day, so clocks that differ between hosts do not matter. The worker counts it from the
+push's arrival on its own monotonic clock, less a headroom for the answer's way back
+(:func:`handler_budget`), and at that point it cancels the handler calls still running (an
+``async`` handler) or stops waiting for them (a sync handler in a thread, which cannot be
+stopped: whatever it returns later is ignored). It answers at once: the finished events with
+their results, the others ``retry``, and ``deadline_exceeded`` set, which the platform counts
+as a failed push (as it would the timeout). So no handler call the platform has given up on
+is reported, and no ``async`` handler call runs past it.
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 
@@ -28,6 +41,13 @@ from conveyor.model import Outcome
 
 PUSH_PATH = "/conveyor/push"
 SUBSCRIPTION_HEADER = "Conveyor-Subscription"
+TIMEOUT_HEADER = "Conveyor-Timeout"
+"""Seconds the platform waits for a push's answer, from when it sent it (a decimal number)."""
+
+HEADROOM_SHARE = 0.1
+MAX_HEADROOM = 0.5
+"""The worker stops its handlers this much before the platform's timeout (a share of it, at
+most ``MAX_HEADROOM`` seconds), so that its answer is back in time."""
 
 JSON_CONTENT_TYPE = "application/json"
 AVRO_CONTENT_TYPE = "application/vnd.apache.avro"
@@ -97,10 +117,35 @@ class PushResult(msgspec.Struct, gc=False, omit_defaults=True):
     error: str | None = None
 
 
-class PushResponse(msgspec.Struct):
-    """The worker's answer to a push."""
+class PushResponse(msgspec.Struct, omit_defaults=True):
+    """The worker's answer to a push.
+
+    Attributes:
+        results: one per event.
+        deadline_exceeded: some handler calls did not finish within the push's deadline
+            (their events are ``retry``): the platform counts the push as failed.
+    """
 
     results: list[PushResult]
+    deadline_exceeded: bool = False
+
+
+def handler_budget(timeout: float) -> float:
+    """Seconds a worker gives a push's handlers, from the push's arrival, when the platform
+    waits ``timeout`` seconds for the answer."""
+    return timeout - min(MAX_HEADROOM, timeout * HEADROOM_SHARE)
+
+
+def parse_timeout(value: str | None) -> float | None:
+    """The ``Conveyor-Timeout`` header's seconds, or ``None`` when absent or not a positive
+    finite number (then the push has no deadline, as from an older platform)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < math.inf else None
 
 
 push_request_encoder = msgspec.json.Encoder()

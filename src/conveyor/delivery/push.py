@@ -2,7 +2,8 @@
 
 Every push ends in per-event outcomes, never in an exception: an answer of 200 carries the
 results; 429/503 with ``Retry-After`` is a throttle (no attempt counted); any other status, a
-timeout or a broken connection is ``retry`` for every event of the batch.
+timeout or a broken connection is ``retry`` for every event of the batch. Every push carries
+its timeout (``Conveyor-Timeout``), by which the worker stops its handlers.
 
 A subscription whose format asks for it has its events transcoded first (see
 :mod:`conveyor.delivery.transcode`); an event that cannot be encoded is left out of the push
@@ -23,6 +24,7 @@ from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.endpoints import EndpointState
 from conveyor.delivery.protocol import (
     SUBSCRIPTION_HEADER,
+    TIMEOUT_HEADER,
     PushEvent,
     PushRequest,
     push_request_encoder,
@@ -203,7 +205,12 @@ class Pusher(AsyncResource):
         events: Sequence[Event],
         push_timeout: float,
     ) -> PushOutcome:
-        headers = {**_HEADERS, SUBSCRIPTION_HEADER: subscription}
+        # The deadline travels as the timeout itself: relative, so host clocks may differ.
+        headers = {
+            **_HEADERS,
+            SUBSCRIPTION_HEADER: subscription,
+            TIMEOUT_HEADER: str(push_timeout),
+        }
         if self._signer is not None:
             # Signed as sent: a fresh id and timestamp for every HTTP push, retries included.
             headers.update(self._signer.headers(new_message_id(), body, int(self._clock.now())))
@@ -254,4 +261,5 @@ class Pusher(AsyncResource):
             else:
                 error = None if r.error is None else r.error[:MAX_ERROR_LENGTH]
                 out.append(Result(r.status, r.after, error))
-        return PushOutcome(out)
+        # Handlers cut off at the push's deadline: a failed push, as the timeout would be.
+        return PushOutcome(out, failed=answer.deadline_exceeded)

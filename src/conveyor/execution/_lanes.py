@@ -41,18 +41,25 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def run_all(items: Sequence[T], start: Callable[[T], Coroutine[Any, Any, R]]) -> list[R]:
+async def run_all(
+    items: Sequence[T],
+    start: Callable[[T], Coroutine[Any, Any, R]],
+    results: list[Any] | None = None,
+) -> list[R]:
     """Run ``start(item)`` for every item concurrently; return the results in item order.
 
     Args:
         items: the batch.
         start: makes the coroutine of one item; it should not raise (a raise cancels the
             rest and propagates).
+        results: where each result is stored as soon as its coroutine finishes (one slot
+            per item), so a caller that cancels the batch (a deadline) keeps the finished
+            ones; ``None``: a new list.
 
     Returns:
         One result per item, in the order of ``items``.
     """
-    batch = _Batch(items, start)
+    batch = _Batch(items, start, results)
     batch.open_lane(0)
     try:
         return await batch.done
@@ -66,11 +73,16 @@ class _Batch(Generic[T, R]):
 
     __slots__ = ("done", "items", "lanes", "left", "loop", "results", "start")
 
-    def __init__(self, items: Sequence[T], start: Callable[[T], Coroutine[Any, Any, R]]) -> None:
+    def __init__(
+        self,
+        items: Sequence[T],
+        start: Callable[[T], Coroutine[Any, Any, R]],
+        results: list[Any] | None,
+    ) -> None:
         self.items = items
         self.start = start
         self.loop = asyncio.get_running_loop()
-        self.results: list[Any] = [None] * len(items)
+        self.results: list[Any] = [None] * len(items) if results is None else results
         self.left = len(items)
         self.done: asyncio.Future[list[R]] = self.loop.create_future()
         self.lanes: set[asyncio.Task[None]] = set()

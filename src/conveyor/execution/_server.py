@@ -7,6 +7,10 @@ Lifecycle::
            deregister, then answer new pushes 503 ◄──────────┘
            wait for in-flight pushes, close
 
+A push that carries its timeout (``Conveyor-Timeout``) is answered by its deadline: handler
+calls still running then are cancelled, or (sync handlers) no longer waited for, and their
+events answer ``retry`` (``delivery/protocol.py``).
+
 Invariant: a push accepted before the drain began is answered (unless ``drain_timeout``
 passes first); a push that arrives after it is refused with 503 and ``Retry-After``, which the
 platform treats as a throttle, so nothing is lost and nothing counts as a failure.
@@ -29,7 +33,13 @@ from aiohttp import web
 from conveyor._resource import AsyncResource
 from conveyor.api.schemas import EndpointRegistration, ErrorBody, ErrorResponse
 from conveyor.clock import Clock, SystemClock
-from conveyor.delivery.protocol import PUSH_PATH, push_request_decoder
+from conveyor.delivery.protocol import (
+    PUSH_PATH,
+    TIMEOUT_HEADER,
+    handler_budget,
+    parse_timeout,
+    push_request_decoder,
+)
 from conveyor.delivery.signing import SignatureError, Verifier
 from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
 from conveyor.execution._schemas import SchemaCache
@@ -268,8 +278,15 @@ class Worker(AsyncResource):
         web_app = web.Application(client_max_size=MAX_PUSH_BYTES)
         web_app.router.add_post(PUSH_PATH, self._on_push)
         web_app.router.add_get(HEALTH_PATH, self._on_health)
+        # A push whose connection the platform closed (it gave the push up: a timeout) has its
+        # handler calls cancelled, even one that waited in the socket while this process was
+        # stopped: its deadline, counted from when it was read, would come too late.
         runner = web.AppRunner(
-            web_app, access_log=None, handle_signals=False, shutdown_timeout=FLUSH_TIMEOUT
+            web_app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=FLUSH_TIMEOUT,
+            handler_cancellation=True,
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -324,6 +341,9 @@ class Worker(AsyncResource):
         if self._draining:
             return _error(503, "draining", "the worker is stopping", DRAINING_RETRY_AFTER)
         self._pushes += 1
+        # Counted from the arrival, on this host's clock: the header is relative (no skew).
+        timeout = parse_timeout(request.headers.get(TIMEOUT_HEADER))
+        deadline = None if timeout is None else self._clock.now() + handler_budget(timeout)
         try:
             body = await request.read()
             if self._verifier is not None:
@@ -338,9 +358,17 @@ class Worker(AsyncResource):
                 return _error(400, "invalid_request", f"not a push request: {e}")
             schemas = None if self._schemas is None else self._schemas.decoder
             response = await self.app.run_batch(
-                push, limiter=self._gate, executor=self._executor, schemas=schemas
+                push,
+                limiter=self._gate,
+                executor=self._executor,
+                schemas=schemas,
+                deadline=deadline,
+                clock=self._clock,
             )
             return web.Response(body=_encoder.encode(response), content_type="application/json")
+        except asyncio.CancelledError:
+            logger.info("push given up by the platform (connection closed): handlers cancelled")
+            raise
         finally:
             self._pushes -= 1
             if self._pushes == 0:

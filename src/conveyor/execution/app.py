@@ -15,9 +15,11 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +27,7 @@ from typing import Literal, TypeAlias, TypeVar
 
 import msgspec
 
+from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.protocol import PushEvent, PushRequest, PushResponse, PushResult
 from conveyor.execution._handler import Handler, HandlerFunc, build_handler
 from conveyor.execution._lanes import run_all
@@ -180,10 +183,17 @@ class Lambda:
         limiter: Limiter | None = None,
         executor: Executor | None = None,
         schemas: SchemaLookup | None = None,
+        deadline: float | None = None,
+        clock: Clock | None = None,
     ) -> PushResponse:
         """Run every event of a push through its subscription's handler, concurrently.
 
         Never raises for a handler's failure: each event gets its result.
+
+        At ``deadline`` the platform is about to give the push up: the handler calls still
+        running are cancelled (``async`` handlers) or no longer waited for (sync handlers in
+        threads, which cannot be stopped: what they return later is ignored), their events
+        answer ``retry``, and the answer says ``deadline_exceeded``.
 
         Args:
             request: the push.
@@ -193,6 +203,8 @@ class Lambda:
             schemas: finds the registry schemas of binary data (the worker's cache of the
                 platform's); ``None``: binary data decodes only into ``bytes`` or a Protobuf
                 message class.
+            deadline: the time (of ``clock``) by which to answer; ``None``: no deadline.
+            clock: the clock of ``deadline`` (the system's when ``None``).
 
         Returns:
             One result per event, in the request's order.
@@ -207,6 +219,8 @@ class Lambda:
             )
         run = _Run(handler, request.subscription, _UNLIMITED if limiter is None else limiter)
         run.executor, run.schemas = executor, schemas
+        if deadline is not None:
+            return await _run_by(run, request.events, deadline, clock or SystemClock())
         if len(request.events) == 1:
             # The common case at low rates: no task per event.
             return PushResponse([await _run_one(run, request.events[0])])
@@ -225,6 +239,56 @@ class _Run:
         self.gate = gate
         self.executor: Executor | None = None
         self.schemas: SchemaLookup | None = None
+
+
+async def _run_by(
+    run: _Run, events: list[PushEvent], deadline: float, clock: Clock
+) -> PushResponse:
+    """Run a push's events, answering by ``deadline`` (``clock`` time) whatever still runs."""
+    results: list[PushResult | None] = [None] * len(events)
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = clock.call_at(deadline, expire)
+    try:
+        if len(events) == 1:
+            results[0] = await _run_one(run, events[0])
+        else:
+            await run_all(events, functools.partial(_run_one, run), results)
+    except asyncio.CancelledError:
+        if not expired:
+            raise  # cancelled from outside, not by the deadline
+        task.uncancel()
+        return _cut_off(run, events, results)
+    finally:
+        timer.cancel()
+    if expired:
+        task.uncancel()  # a handler swallowed the cancellation: every event has its result
+    # Invariant: finished without the deadline's cancellation, every slot holds a result.
+    return PushResponse(typing.cast("list[PushResult]", results))
+
+
+def _cut_off(run: _Run, events: list[PushEvent], results: list[PushResult | None]) -> PushResponse:
+    """The answer of a push whose deadline struck: results so far, ``retry`` for the rest."""
+    late = sum(1 for r in results if r is None)
+    what = "cancelled" if run.handler.is_async else "still running in its thread, ignored"
+    error = f"the handler did not finish by the push's deadline ({what})"
+    logger.warning(
+        "%d of %d events of %s missed the push's deadline (%s)", late, len(events), run.sub, what
+    )
+    return PushResponse(
+        [
+            PushResult(e.id, Outcome.RETRY, error=error) if r is None else r
+            for e, r in zip(events, results, strict=True)
+        ],
+        deadline_exceeded=late > 0,
+    )
 
 
 async def _decode_other(run: _Run, event: PushEvent) -> tuple[object, EventContext | None]:

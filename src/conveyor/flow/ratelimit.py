@@ -7,6 +7,8 @@ earned since the previous call, so nothing runs between calls and nothing needs 
 Invariants:
 
 * ``0 <= tokens <= burst``; only whole tokens are granted.
+* A change of ``burst`` takes effect at once: the tokens are clamped to a smaller one, and
+  grow by the difference to a larger one.
 * Over any span ``[t0, t1]`` the bucket grants at most ``burst + rate * (t1 - t0)`` tokens,
   plus whatever was refunded in it; a caller that takes at every :meth:`TokenBucket.next_at`
   gets ``burst + floor(rate * (t1 - t0))`` from a full bucket (float rounding aside: a
@@ -54,18 +56,22 @@ class TokenBucket:
         return self._burst
 
     def configure(self, rate: float, burst: int, now: float) -> None:
-        """Change the rate and size at run time, keeping the tokens (at most the new size).
+        """Change the rate and size at run time; a new size takes effect at once.
 
-        Tokens earned until ``now`` are earned at the old rate.
+        Tokens earned until ``now`` are earned at the old rate. A smaller bucket clamps the
+        tokens to its size; a larger one adds the difference, so the tokens spent recently
+        stay spent and the new headroom is there at once (keeping only the old tokens would
+        leave a raised burst unusable until the bucket refilled at the rate).
 
         Raises:
             ValueError: ``rate`` is not a positive finite number, or ``burst < 1``.
         """
         _check(rate, burst)
         self._refill(now)
+        grown = max(0, burst - self._burst)
         self._rate = rate
         self._burst = burst
-        self._tokens = min(self._tokens, float(burst))
+        self._tokens = min(self._tokens + grown, float(burst))
 
     def take(self, want: int, now: float) -> int:
         """Take up to ``want`` tokens.
