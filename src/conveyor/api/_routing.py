@@ -9,6 +9,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from conveyor.api.errors import decode_body
 from conveyor.node import Node
 
 NODE = web.AppKey("node", Node)
@@ -49,9 +50,10 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
     """The request's JSON body as ``kind``.
 
     Raises:
-        msgspec.ValidationError, msgspec.DecodeError: answered as 400 by the middleware.
+        InvalidRequest: the body is empty, not JSON, too deep or off ``kind`` (400).
     """
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
-    return decoder.decode(await request.read())  # type: ignore[return-value]
+    expected = f"a JSON {kind.__name__} object (see /openapi.json)"
+    return decode_body(decoder, await request.read(), expected)  # type: ignore[return-value]

@@ -35,7 +35,7 @@ def build_app(node: Node) -> web.Application:
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
 
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_route("GET", "/openapi.json", openapi)
     return app
 
 

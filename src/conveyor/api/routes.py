@@ -161,6 +161,12 @@ async def publish(request: web.Request) -> web.Response:
     except InvalidRequest as e:
         relocate(e, request)
         raise
+    except Conflict as e:
+        # The store speaks of the batch's events[i]; a single publish has no batch.
+        raise Conflict(
+            f"idempotency key {requests[0].idempotency_key!r} was used before with a different "
+            "event: a retry sends the same event, a new event needs a new key"
+        ) from e
     return _json(result, 200 if result.duplicate else 201)
 
 
