@@ -96,9 +96,10 @@ async def test_a_payload_nests_at_most_the_documented_limit(node: Node, client: 
         1,
     )
     assert accepted.status == 201
-    assert sum(sum(ends) for ends in (await stored(node))[0].values()) == sum(
-        sum(ends) for ends in before[0].values()
-    ) + 1
+    assert (
+        sum(sum(ends) for ends in (await stored(node))[0].values())
+        == sum(sum(ends) for ends in before[0].values()) + 1
+    )
 
 
 @pytest.mark.parametrize("levels", [MAX_NESTING + 1, 100_000])
@@ -118,9 +119,7 @@ async def test_any_other_body_nested_too_deep_is_refused_with_400(
 
 
 # -- field pointers ----------------------------------------------------------------------------
-async def test_a_non_string_attribute_value_is_named_by_its_key(
-    node: Node, client: Client
-) -> None:
+async def test_a_non_string_attribute_value_is_named_by_its_key(node: Node, client: Client) -> None:
     # Given events whose attribute "region" (and "a/b~", which a pointer escapes) is not text
     before = await stored(node)
     single = {"payload": 1, "attributes": {"zone": "a", "region": 5}}
@@ -222,7 +221,7 @@ async def test_a_bare_payload_without_the_envelope_gets_a_hint(
 
     # Then the error still names the field, and the message shows the envelope
     assert (status, error.field) == (400, field)
-    assert 'wrap it so' in error.message
+    assert "wrap it so" in error.message
     assert '{"payload": <the event>}' in error.message
 
 

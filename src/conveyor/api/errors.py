@@ -71,22 +71,21 @@ def _find_key(value: object, steps: list[str], got: str) -> list[str] | None:
     stops at the first bad value, so the first value of the kind it got is the one."""
     if not steps:
         return [] if _kind(value) == got else None
-    step, rest = steps[0], steps[1:]
-    if step == _ANY_KEY:
-        candidates = list(value) if isinstance(value, dict) else []
-    else:
-        candidates = [step]
-    for key in candidates:
-        if isinstance(value, dict) and key in value:
-            child = value[key]
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            child = value[int(key)]
-        else:
-            continue
-        found = _find_key(child, rest, got)
+    for key, child in _children(value, steps[0]):
+        found = _find_key(child, steps[1:], got)
         if found is not None:
             return [key, *found]
     return None
+
+
+def _children(value: object, step: str) -> list[tuple[str, object]]:
+    """The values one step of a path leads to (every value of a dict for ``[...]``)."""
+    if isinstance(value, dict):
+        keys = list(value) if step == _ANY_KEY else [step]
+        return [(key, value[key]) for key in keys if key in value]
+    if isinstance(value, list) and step.isdigit() and int(step) < len(value):
+        return [(step, value[int(step)])]
+    return []
 
 
 def _pointer(path: str, message: str, body: bytes | None) -> str:

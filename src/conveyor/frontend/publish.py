@@ -32,7 +32,6 @@ from conveyor.metrics import Metrics
 from conveyor.model import Event, Priority, Topic, log_partition
 from conveyor.store.base import NewEvent, Store, Stored
 
-
 _SHALLOW_BYTES = 2 * MAX_NESTING + 1
 
 
