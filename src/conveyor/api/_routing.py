@@ -25,8 +25,15 @@ class Route:
     """One operation of the API.
 
     Attributes:
+        status: the answer of a success (201 for a create).
+        errors: the error statuses the operation answers (beside those every operation
+            can answer, which the OpenAPI document adds: see :mod:`conveyor.api.openapi`).
         query: a Struct whose fields are the operation's query parameters (documented in
             the OpenAPI document; the handler reads them).
+        also: other success statuses, with the same body (200 for an idempotent create
+            that found its twin, or a replacement).
+        operation_id: the operation's id in the OpenAPI document, unique there (default:
+            the handler's name).
     """
 
     method: str
@@ -39,6 +46,8 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     query: type | None = None
+    also: tuple[int, ...] = ()
+    operation_id: str = ""
 
 
 def json_response(value: object, status: int = 200) -> web.Response:

@@ -292,6 +292,7 @@ ROUTES: tuple[Route, ...] = (
         Topic,
         201,
         (400, 409),
+        also=(200,),
     ),
     Route("GET", "/v1/topics", list_topics, "List topics", "topics", response=list[Topic]),
     Route(
@@ -307,12 +308,13 @@ ROUTES: tuple[Route, ...] = (
         "PUT",
         "/v1/topics/{name}",
         put_topic,
-        "Create or update a topic",
+        "Create or update a topic (200 when it replaced one)",
         "topics",
         Topic,
         Topic,
         201,
         (400, 409),
+        also=(200,),
     ),
     Route(
         "POST",
@@ -326,6 +328,7 @@ ROUTES: tuple[Route, ...] = (
         PublishResult,
         201,
         (400, 404, 409, 413, 415, 422),
+        also=(200,),
     ),
     Route(
         "POST",
@@ -340,6 +343,7 @@ ROUTES: tuple[Route, ...] = (
         201,
         (400, 404, 409, 413, 415, 422),
         query=BatchQuery,
+        also=(200,),
     ),
     Route(
         "GET",
@@ -360,6 +364,7 @@ ROUTES: tuple[Route, ...] = (
         SubscriptionInfo,
         201,
         (400, 404, 409),
+        also=(200,),
     ),
     Route(
         "GET",
@@ -382,12 +387,13 @@ ROUTES: tuple[Route, ...] = (
         "PUT",
         "/v1/subscriptions/{name}",
         put_subscription,
-        "Create or update a subscription",
+        "Create or update a subscription (200 when it replaced one)",
         "subscriptions",
         Subscription,
         SubscriptionInfo,
         201,
         (400, 404, 409),
+        also=(200,),
     ),
     Route(
         "DELETE",

@@ -113,7 +113,7 @@ async def get_by_id(request: web.Request) -> web.Response:
 
 
 async def get_compatibility(request: web.Request) -> web.Response:
-    subject = request.match_info.get("subject")
+    subject = _subject(request) if "subject" in request.match_info else None
     mode = await request.app[NODE].registry.compatibility(subject)
     return json_response(CompatibilitySetting(mode))
 
@@ -144,6 +144,7 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         Registered,
         201,
         (400, 409),
+        also=(200,),
     ),
     Route(
         "POST",
@@ -163,7 +164,7 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         "A subject's version numbers",
         _TAG,
         response=list[int],
-        errors=(404,),
+        errors=(400, 404),
     ),
     Route(
         "GET",
@@ -208,6 +209,8 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         "A subject's compatibility mode in force",
         _TAG,
         response=CompatibilitySetting,
+        errors=(400,),
+        operation_id="get_subject_compatibility",
     ),
     Route(
         "PUT",
@@ -218,5 +221,6 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         CompatibilitySetting,
         CompatibilitySetting,
         errors=(400,),
+        operation_id="set_subject_compatibility",
     ),
 )
