@@ -103,10 +103,11 @@ class _Handler(web.RequestHandler):
                 self._count.limits.header_timeout, self._headers_too_slow
             )
         if self._header_timer is not None:
-            seen = self._tail + data
-            if any(end in seen for end in _HEADERS_END):
+            # (no copy of the chunk: only its first bytes join the tail of the one before)
+            joint = self._tail + data[:3]
+            if any(end in data or end in joint for end in _HEADERS_END):
                 self._stop_header_timer()
-            self._tail = seen[-3:]
+            self._tail = (self._tail + data)[-3:] if len(data) < 3 else data[-3:]
         super().data_received(data)
 
     async def finish_response(
