@@ -23,6 +23,15 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor._cli_bulk import publish_many
+from conveyor._cli_connections import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    HeaderTimeout,
+    IdleTimeout,
+    MaxConnections,
+    connection_limits,
+)
 from conveyor._cli_dlq import dlq_app
 from conveyor._cli_endpoint import endpoint_app, print_lambdas
 from conveyor._cli_release import release_app
@@ -151,6 +160,9 @@ def serve(
         float, typer.Option(help="Seconds of a first ejection (longer for each repeat).")
     ] = 30.0,
     max_ejection_time: Annotated[float, typer.Option(help="Longest ejection, seconds.")] = 300.0,
+    idle_timeout: IdleTimeout = IDLE_TIMEOUT,
+    header_timeout: HeaderTimeout = HEADER_TIMEOUT,
+    max_connections: MaxConnections = MAX_CONNECTIONS,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -188,6 +200,7 @@ def serve(
         signing_secrets=tuple(secrets),
         locality=_locality(locality),
         health=health,
+        connections=connection_limits(idle_timeout, header_timeout, max_connections),
     )
     try:
         serve_forever(settings)
@@ -291,6 +304,9 @@ def worker(
             help="Autoscale: start no process; export the desired count for an HPA or KEDA.",
         ),
     ] = False,
+    idle_timeout: IdleTimeout = IDLE_TIMEOUT,
+    header_timeout: HeaderTimeout = HEADER_TIMEOUT,
+    max_connections: MaxConnections = MAX_CONNECTIONS,
 ) -> None:
     """Serve a lambda's handlers: register with the platform and run pushed events.
 
@@ -312,6 +328,7 @@ def worker(
         locality=_locality(locality),
         version=version,
         ttl=ttl,
+        connections=connection_limits(idle_timeout, header_timeout, max_connections),
     )
 
 

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from conveyor.delivery.health import HealthPolicy
 
 DEFAULT_PORT = 8400
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits on the connections of an HTTP server (the API, the worker's push server).
+
+    Attributes:
+        idle_timeout: seconds a connection without a complete request stays open after it
+            opened or after its last response. Longer than the clients' own keep-alive
+            (15 s for the SDK, 60 s for the platform's pushes to workers), so that the
+            client closes an idle connection first and no request races the close.
+        header_timeout: seconds from a request's first byte to the end of its headers;
+            a slower request's connection is closed.
+        max_connections: open connections at most; a new one beyond is answered 503 with
+            ``Retry-After`` and closed.
+    """
+
+    idle_timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 75.0
+    header_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 512
 
 
 class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +59,7 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
         locality: where this node runs, ``cloud/region/zone``: subscriptions that state no
             locality preference prefer endpoints in its zone, then region, then cloud.
         health: outlier detection and active health probes of endpoints.
+        connections: idle and header timeouts and the most connections of the HTTP API.
     """
 
     store: str = "conveyor.db"
@@ -58,6 +80,7 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     signing_secrets: tuple[str, ...] = ()
     locality: str = ""
     health: HealthPolicy = HealthPolicy()
+    connections: ConnectionLimits = ConnectionLimits()
 
     @property
     def clustered(self) -> bool:

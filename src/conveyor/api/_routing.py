@@ -9,6 +9,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from conveyor.api.errors import decode_body
 from conveyor.node import Node
 
 NODE = web.AppKey("node", Node)
@@ -24,8 +25,15 @@ class Route:
     """One operation of the API.
 
     Attributes:
+        status: the answer of a success (201 for a create).
+        errors: the error statuses the operation answers (beside those every operation
+            can answer, which the OpenAPI document adds: see :mod:`conveyor.api.openapi`).
         query: a Struct whose fields are the operation's query parameters (documented in
             the OpenAPI document; the handler reads them).
+        also: other success statuses, with the same body (200 for an idempotent create
+            that found its twin, or a replacement).
+        operation_id: the operation's id in the OpenAPI document, unique there (default:
+            the handler's name).
     """
 
     method: str
@@ -38,6 +46,8 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     query: type | None = None
+    also: tuple[int, ...] = ()
+    operation_id: str = ""
 
 
 def json_response(value: object, status: int = 200) -> web.Response:
@@ -49,9 +59,10 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
     """The request's JSON body as ``kind``.
 
     Raises:
-        msgspec.ValidationError, msgspec.DecodeError: answered as 400 by the middleware.
+        InvalidRequest: the body is empty, not JSON, too deep or off ``kind`` (400).
     """
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
-    return decoder.decode(await request.read())  # type: ignore[return-value]
+    expected = f"a JSON {kind.__name__} object (see /openapi.json)"
+    return decode_body(decoder, await request.read(), expected)  # type: ignore[return-value]

@@ -13,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from conveyor._gc import tune_for_throughput
+from conveyor.api.connections import LimitedSite
 from conveyor.api.errors import errors_middleware
 from conveyor.api.openapi import openapi_document
 from conveyor.api.routes import NODE, ROUTES
@@ -35,7 +36,7 @@ def build_app(node: Node) -> web.Application:
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
 
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_route("GET", "/openapi.json", openapi)
     return app
 
 
@@ -57,7 +58,13 @@ class Server:
         await self.node.start()
         self._runner = web.AppRunner(build_app(self.node), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
+        site = LimitedSite(
+            self._runner,
+            self.settings.host,
+            self.settings.port,
+            self.settings.connections,
+            backlog=1024,
+        )
         await site.start()
         # aiohttp exposes the bound port (for --port 0) only on the runner's addresses.
         for address in self._runner.addresses:

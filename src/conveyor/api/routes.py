@@ -161,6 +161,12 @@ async def publish(request: web.Request) -> web.Response:
     except InvalidRequest as e:
         relocate(e, request)
         raise
+    except Conflict as e:
+        # The store speaks of the batch's events[i]; a single publish has no batch.
+        raise Conflict(
+            f"idempotency key {requests[0].idempotency_key!r} was used before with a different "
+            "event: a retry sends the same event, a new event needs a new key"
+        ) from e
     return _json(result, 200 if result.duplicate else 201)
 
 
@@ -286,6 +292,7 @@ ROUTES: tuple[Route, ...] = (
         Topic,
         201,
         (400, 409),
+        also=(200,),
     ),
     Route("GET", "/v1/topics", list_topics, "List topics", "topics", response=list[Topic]),
     Route(
@@ -301,12 +308,13 @@ ROUTES: tuple[Route, ...] = (
         "PUT",
         "/v1/topics/{name}",
         put_topic,
-        "Create or update a topic",
+        "Create or update a topic (200 when it replaced one)",
         "topics",
         Topic,
         Topic,
         201,
         (400, 409),
+        also=(200,),
     ),
     Route(
         "POST",
@@ -320,6 +328,7 @@ ROUTES: tuple[Route, ...] = (
         PublishResult,
         201,
         (400, 404, 409, 413, 415, 422),
+        also=(200,),
     ),
     Route(
         "POST",
@@ -334,6 +343,7 @@ ROUTES: tuple[Route, ...] = (
         201,
         (400, 404, 409, 413, 415, 422),
         query=BatchQuery,
+        also=(200,),
     ),
     Route(
         "GET",
@@ -354,6 +364,7 @@ ROUTES: tuple[Route, ...] = (
         SubscriptionInfo,
         201,
         (400, 404, 409),
+        also=(200,),
     ),
     Route(
         "GET",
@@ -376,12 +387,13 @@ ROUTES: tuple[Route, ...] = (
         "PUT",
         "/v1/subscriptions/{name}",
         put_subscription,
-        "Create or update a subscription",
+        "Create or update a subscription (200 when it replaced one)",
         "subscriptions",
         Subscription,
         SubscriptionInfo,
         201,
         (400, 404, 409),
+        also=(200,),
     ),
     Route(
         "DELETE",

@@ -60,8 +60,9 @@ def _query(request: web.Request) -> DeadLetterQuery:
 async def _selection(request: web.Request) -> DeadLetterSelection:
     try:
         return await read_body(request, DeadLetterSelection)
-    except msgspec.ValidationError as e:
-        raise _refined(from_msgspec(e), "") from e
+    except InvalidRequest as e:
+        _refined(e, "")
+        raise
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:

@@ -123,7 +123,7 @@ async def get_by_id(request: web.Request) -> web.Response:
 
 
 async def get_compatibility(request: web.Request) -> web.Response:
-    subject = request.match_info.get("subject")
+    subject = _subject(request) if "subject" in request.match_info else None
     mode = await request.app[NODE].registry.compatibility(subject)
     return json_response(CompatibilitySetting(mode))
 
@@ -154,6 +154,7 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         Registered,
         201,
         (400, 409),
+        also=(200,),
     ),
     Route(
         "POST",
@@ -173,7 +174,7 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         "A subject's version numbers",
         _TAG,
         response=list[int],
-        errors=(404,),
+        errors=(400, 404),
     ),
     Route(
         "GET",
@@ -218,6 +219,8 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         "A subject's compatibility mode in force",
         _TAG,
         response=CompatibilitySetting,
+        errors=(400,),
+        operation_id="get_subject_compatibility",
     ),
     Route(
         "PUT",
@@ -228,5 +231,6 @@ REGISTRY_ROUTES: tuple[Route, ...] = (
         CompatibilitySetting,
         CompatibilitySetting,
         errors=(400,),
+        operation_id="set_subject_compatibility",
     ),
 )

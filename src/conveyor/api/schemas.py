@@ -31,7 +31,10 @@ MAX_BATCH_EVENTS = 10_000
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH)]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Delay = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
+MAX_DELAY_SECONDS = 10 * 365 * 86400
+"""The horizon of a delayed event, for ``delay`` and ``deliver_at`` alike."""
+
+Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY_SECONDS)]
 
 
 class PublishRequest(msgspec.Struct, gc=False, forbid_unknown_fields=True, omit_defaults=True):

@@ -31,6 +31,7 @@ import msgspec
 from aiohttp import web
 
 from conveyor._resource import AsyncResource
+from conveyor.api.connections import LimitedSite
 from conveyor.api.schemas import EndpointRegistration, ErrorBody, ErrorResponse
 from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.protocol import (
@@ -44,6 +45,7 @@ from conveyor.delivery.signing import SignatureError, Verifier
 from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
 from conveyor.execution._schemas import SchemaCache
 from conveyor.execution.app import Lambda
+from conveyor.settings import ConnectionLimits
 
 logger = logging.getLogger("conveyor.execution.worker")
 
@@ -125,6 +127,7 @@ class Worker(AsyncResource):
             two while rotating); ``None`` accepts unsigned pushes.
         locality: where this worker runs, ``cloud/region/zone`` (for locality-aware routing).
         version: the version of the lambda it runs (a new one starts a release).
+        connections: idle and header timeouts and the most connections of the push server.
 
     Raises:
         ValueError: an argument is out of range.
@@ -147,6 +150,7 @@ class Worker(AsyncResource):
         signing_secrets: Sequence[str] | None = None,
         locality: str = "",
         version: str = "",
+        connections: ConnectionLimits | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -166,6 +170,7 @@ class Worker(AsyncResource):
         self._ttl = ttl_seconds
         self._locality = locality
         self._version = version
+        self._connections = connections or ConnectionLimits()
         self._gate = _Gate(concurrency)
         self._verifier = None if not signing_secrets else Verifier(signing_secrets)
         self._port: int | None = None
@@ -290,7 +295,7 @@ class Worker(AsyncResource):
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, self._host, self._requested_port)
+        site = LimitedSite(runner, self._host, self._requested_port, self._connections)
         await site.start()
         self._port = _bound_port(runner)
 

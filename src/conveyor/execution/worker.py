@@ -26,6 +26,7 @@ from conveyor.execution._server import (
     WorkerHealth,
 )
 from conveyor.execution.app import Lambda
+from conveyor.settings import ConnectionLimits
 
 logger = logging.getLogger("conveyor.execution.worker")
 
@@ -84,6 +85,7 @@ def run_worker(
     locality: str = "",
     version: str = "",
     ttl: float = ENDPOINT_TTL,
+    connections: ConnectionLimits | None = None,
 ) -> None:
     """Serve the lambda ``ref`` until SIGTERM or SIGINT, then drain and return.
 
@@ -103,6 +105,7 @@ def run_worker(
         version: the version of the lambda it runs (a new one starts a release).
         ttl: seconds the platform keeps the endpoint without a heartbeat (renewed every
             third of it).
+        connections: idle and header timeouts and the most connections of the push server.
 
     Raises:
         SystemExit: with status 1 when the app cannot be loaded, the address cannot be bound,
@@ -129,6 +132,7 @@ def run_worker(
                     locality=locality,
                     version=version,
                     ttl=ttl,
+                    connections=connections,
                 )
             )
         except RegistrationError as e:
@@ -151,6 +155,7 @@ async def _serve(
     locality: str = "",
     version: str = "",
     ttl: float = ENDPOINT_TTL,
+    connections: ConnectionLimits | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -177,6 +182,7 @@ async def _serve(
             locality=locality,
             version=version,
             ttl_seconds=ttl,
+            connections=connections,
         ) as worker:
             ready = True
             count = len(app.subscriptions())

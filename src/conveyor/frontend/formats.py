@@ -35,7 +35,7 @@ from urllib.parse import unquote
 import msgspec
 from aiohttp import hdrs, web
 
-from conveyor.api.errors import from_msgspec
+from conveyor.api.errors import decode_body, from_msgspec, too_deep
 from conveyor.api.schemas import MAX_BATCH_EVENTS, BatchPublishRequest, PublishRequest
 from conveyor.errors import InvalidRequest
 from conveyor.frontend import cloudevents
@@ -118,6 +118,11 @@ _CLOUDEVENTS = msgspec.json.Decoder(
     ]
 )
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_ENVELOPE = '{"payload": <the event>} (with key, attributes, delay … beside payload)'
+_BATCH_ENVELOPE = '{"events": [{"payload": <an event>}, …]}'
+_BARE_HINT = f"an event is sent in an envelope, {_ENVELOPE}: to publish this JSON, wrap it so"
+_OTHER_FORMATS = " (send Avro, Protobuf or CloudEvents with their own Content-Type)"
+_EVENT_PLACE = re.compile(r"^/events/[0-9]+")
 
 _HEADERS = Place("/content-type", "/conveyor-schema-version", "/conveyor-schema-id", "/payload")
 _CE_HEADERS = Place("/content-type", "/ce-dataschema", "/ce-dataschema", "/payload")
@@ -181,7 +186,7 @@ async def requests_from_http(
     if found is Format.CLOUDEVENTS_BATCH:
         return await reader.cloudevent_batch(body)
     if found is Format.CLOUDEVENT:
-        obj = _CLOUDEVENT.decode(body)
+        obj = decode_body(_CLOUDEVENT, body, "a CloudEvent (a JSON object)")
         attributes, data, content_type = cloudevents.from_cloudevent(obj)
         event = await reader.cloudevent(attributes, data, content_type, found, _structured(None))
         _match_header(request, event, "/id")
@@ -210,18 +215,14 @@ def relocate(error: InvalidRequest, request: web.Request) -> None:
 
 # -- JSON -----------------------------------------------------------------------------------
 def _json_requests(request: web.Request, body: bytes, *, batch: bool) -> list[PublishRequest]:
+    # Each payload's nesting is measured by the publish path: the envelope's fields are typed.
     try:
         if batch:
-            return _BATCH_PUBLISH.decode(body).events
-        req = _PUBLISH.decode(body)
-    except msgspec.DecodeError as e:
-        if _media_type_of(request) in (None, JSON_TYPE) or isinstance(e, msgspec.ValidationError):
-            raise
-        raise InvalidRequest(
-            f"the body is not valid JSON: {e} (send Avro, Protobuf or CloudEvents with their "
-            "own Content-Type)",
-            rule="json",
-        ) from e
+            return decode_body(_BATCH_PUBLISH, body, _BATCH_ENVELOPE, whole_depth=False).events
+        req = decode_body(_PUBLISH, body, _ENVELOPE, whole_depth=False)
+    except InvalidRequest as e:
+        e.message += _hint(e, request, batch=batch)
+        raise
     header_key = request.headers.get(IDEMPOTENCY_KEY)
     if header_key is not None:
         if req.idempotency_key not in (None, header_key):
@@ -232,6 +233,27 @@ def _json_requests(request: web.Request, body: bytes, *, batch: bool) -> list[Pu
             )
         req.idempotency_key = header_key
     return [req]
+
+
+def _hint(error: InvalidRequest, request: web.Request, *, batch: bool) -> str:
+    """What to send instead, when the body is not JSON or not the publish envelope."""
+    if error.rule == "json":
+        declared = _media_type_of(request) in (None, JSON_TYPE)
+        unreadable = error.message.startswith("the body is not valid JSON")
+        return "" if declared or not unreadable else _OTHER_FORMATS
+    field = error.field or ""
+    if batch:
+        if field in ("", "/events") or (error.rule == "unknown_field" and field.count("/") == 1):
+            return f"; a batch is {_BATCH_ENVELOPE}"
+        field = _EVENT_PLACE.sub("", field)
+        if field == (error.field or ""):
+            return ""
+    bare = (
+        (error.rule == "type" and field == "")
+        or (error.rule == "unknown_field" and field.count("/") == 1)
+        or (error.rule == "required" and field == "/payload")
+    )
+    return f"; {_BARE_HINT}" if bare else ""
 
 
 def _unsupported(request: web.Request, topic: Topic, *, batch: bool) -> InvalidRequest:
@@ -300,13 +322,13 @@ class _Reader:
 
     async def cloudevent_batch(self, body: bytes) -> list[PublishRequest]:
         """A CloudEvents batch: every event is read, and all their problems reported."""
+        expected = "a JSON array of CloudEvents"
         try:
-            objs = _CLOUDEVENTS.decode(body)
-        except msgspec.ValidationError as e:
-            error = from_msgspec(e)
+            objs = decode_body(_CLOUDEVENTS, body, expected)
+        except InvalidRequest as error:
             at = re.match(r"/([0-9]+)", error.field or "")
             error.index = int(at.group(1)) if at else None
-            raise error from e
+            raise
         events: list[PublishRequest] = []
         problems: list[InvalidRequest] = []
         for index, obj in enumerate(objs):
@@ -372,6 +394,10 @@ class _Reader:
             )
         try:
             msgspec.json.decode(data)
+        except RecursionError as e:
+            error = too_deep("the data", place.payload)
+            error.index = place.index
+            raise error from e
         except msgspec.DecodeError as e:
             raise InvalidRequest(
                 f"the data is not valid JSON: {e}",

@@ -17,18 +17,22 @@ from conveyor.api.schemas import (
     MAX_ATTRIBUTE_KEY,
     MAX_ATTRIBUTE_VALUE,
     MAX_ATTRIBUTES,
+    MAX_DELAY_SECONDS,
     PublishRequest,
     PublishResult,
 )
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
 from conveyor.errors import InvalidRequest, NotFound, SchemaViolation
+from conveyor.frontend.nesting import MAX_NESTING, nests_deeper
 from conveyor.frontend.partitioning import partition_for
 from conveyor.frontend.registry.registry import Schema, SchemaRegistry
 from conveyor.frontend.validation import PayloadValidator, check_payload
 from conveyor.metrics import Metrics
 from conveyor.model import Event, Priority, Topic, log_partition
 from conveyor.store.base import NewEvent, Store, Stored
+
+_SHALLOW_BYTES = 2 * MAX_NESTING + 1
 
 
 def _ms_to_datetime(ms: int | None) -> datetime | None:
@@ -288,6 +292,14 @@ class PublishService:
                 status=413,
                 index=index,
             )
+        # (a payload of fewer bytes than two per level cannot nest too deep: no call at all)
+        if len(payload) > _SHALLOW_BYTES and nests_deeper(payload):
+            raise InvalidRequest(
+                f"payload nests objects and arrays deeper than {MAX_NESTING} levels",
+                field=prefix + "/payload",
+                rule="max_depth",
+                index=index,
+            )
         self._check_attributes(req, prefix, index)
         if validator is not None:
             check_payload(validator, payload, index=index, prefix=prefix)
@@ -360,5 +372,15 @@ class PublishService:
                     index=index,
                 )
             # Rounded up: a time between two milliseconds is never reached early.
-            return math.ceil(when.timestamp() * 1000)
+            due_ms = math.ceil(when.timestamp() * 1000)
+            # One horizon for delay and deliver_at, so that neither reaches past the other.
+            if due_ms > delay_from_ms + MAX_DELAY_SECONDS * 1000:
+                raise InvalidRequest(
+                    f"deliver_at is more than {MAX_DELAY_SECONDS} seconds (10 years) ahead, "
+                    "the horizon of delay too",
+                    field=prefix + "/deliver_at",
+                    rule="maximum",
+                    index=index,
+                )
+            return due_ms
         return None
