@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.drain import machine, write_doc
+
 from faults.check import Result
 from faults.report import details, passed, table
 from faults.runner import Scenario, slug
@@ -63,6 +64,7 @@ async def _run_all(args: argparse.Namespace, root: Path) -> list[tuple[Scenario,
     for n, scenario in enumerate(_scenarios(args)):
         print(f"{datetime.now(UTC):%H:%M:%S} {scenario.name}: {scenario.title} ...", flush=True)
         tmp = root / f"{n}-{slug(scenario.name)}"
+        tmp.mkdir(parents=True)
         result = await run_one(
             scenario, tmp, seed=args.seed + n, postgres=args.postgres, short=args.short
         )
@@ -72,9 +74,13 @@ async def _run_all(args: argparse.Namespace, root: Path) -> list[tuple[Scenario,
 
 
 def _document(args: argparse.Namespace, runs: list[tuple[Scenario, Result]], began: str) -> str:
-    command = shlex.join(["python", "-m", "faults", *sys.argv[1:]])
+    # The command as run, but for what names this machine (a server URL, a directory).
+    command = ["python", "-m", "faults", *(["--short"] if args.short else [])]
+    command += [f"--scenario={name}" for name in args.scenario or ()]
+    command += [f"--cycles={args.cycles}"] if args.cycles is not None else []
+    command += ["--postgres=URL"] if args.postgres else []
     return (
-        f"Run {began} on {machine()}; `{command}`, seed {args.seed}, "
+        f"Run {began} on {machine()}; `{shlex.join(command)}`, seed {args.seed}, "
         f"{sum(r.seconds for _, r in runs) / 60:.1f} min.\n\n"
         f"{table(runs)}\n\n{details(runs)}"
     )

@@ -148,9 +148,7 @@ def _early(result: Result, by_idem: dict[str, Publish], calls: Iterable[Call]) -
             result.example("early", f"{call.id} ran {ahead * 1000:.1f} ms early")
 
 
-def _order(
-    result: Result, journal: Iterable[Publish], calls_of: dict[str, list[Call]]
-) -> None:
+def _order(result: Result, journal: Iterable[Publish], calls_of: dict[str, list[Call]]) -> None:
     keys: dict[str, list[Publish]] = defaultdict(list)
     for p in journal:
         if p.acked and p.idem in calls_of:
@@ -169,8 +167,9 @@ def _order(
                 latest, latest_seq = first, p.seq
 
 
-def recoveries(result: Result, faults: Iterable[Fault], journal: Sequence[Publish],
-               calls: Sequence[Call]) -> None:
+def recoveries(
+    result: Result, faults: Iterable[Fault], journal: Sequence[Publish], calls: Sequence[Call]
+) -> None:
     """Fill the recovery times of ``faults`` (see the module's docstring)."""
     acks = sorted(p.acked_at for p in journal if p.acked_at is not None)
     entered = sorted(calls, key=lambda c: c.entered)

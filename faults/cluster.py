@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.drain import pythonpath
+
 from conftest import Platform, Proc, start_worker
 from faults.lambdas import PUSH_TIMEOUT
 

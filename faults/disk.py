@@ -8,34 +8,33 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["BALLAST", "can_unshare", "fill", "mount_tmpfs", "unmount"]
+__all__ = ["BALLAST", "fill", "mount_tmpfs", "unmount", "unshare_command"]
 
 BALLAST = "ballast"
 _CHUNK = 1 << 20
 _TOOL_TIMEOUT = 30.0
 
 
-def can_unshare() -> bool:
-    """``unshare -m`` works here (a private mount namespace can be made)."""
-    if shutil.which("unshare") is None:
-        return False
-    done = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "true"],
-        check=False,
-        capture_output=True,
-        timeout=_TOOL_TIMEOUT,
-    )
-    return done.returncode == 0
+def unshare_command() -> list[str] | None:
+    """The command that runs another in a private mount namespace (``unshare -m``), when
+    the machine allows one; else ``None``."""
+    unshare, true = shutil.which("unshare"), shutil.which("true")
+    if unshare is None or true is None:
+        return None
+    command = [unshare, "-m", "--propagation", "private"]
+    done = subprocess.run([*command, true], check=False, capture_output=True, timeout=_TOOL_TIMEOUT)
+    return command if done.returncode == 0 else None
 
 
 def mount_tmpfs(path: Path, size: str) -> str | None:
     """Mount a tmpfs of ``size`` (``mount``'s syntax: ``64m``) on ``path``; return why not,
     or ``None`` once mounted."""
     path.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None:
+    mount = shutil.which("mount")
+    if mount is None:
         return "no mount command"
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
         check=False,
         capture_output=True,
         text=True,
@@ -48,7 +47,8 @@ def mount_tmpfs(path: Path, size: str) -> str | None:
 
 def unmount(path: Path) -> None:
     """Unmount the tmpfs on ``path`` (lazily: a process killed late may still hold a file)."""
-    subprocess.run(["umount", "-l", str(path)], check=False, timeout=_TOOL_TIMEOUT)
+    if umount := shutil.which("umount"):
+        subprocess.run([umount, "-l", str(path)], check=False, timeout=_TOOL_TIMEOUT)
 
 
 def fill(disk: Path, leave: int) -> Path:

@@ -16,6 +16,7 @@ past (the key's loop waits until then).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -200,8 +201,6 @@ class Driver:
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
     """Wait ``seconds`` (or not at all when not positive); whether ``stop`` is set."""
     if seconds > 0:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            pass
     return stop.is_set()

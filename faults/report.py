@@ -34,13 +34,13 @@ def passed(scenario: Scenario, result: Result) -> bool:
 
 def _seconds(values: Sequence[float]) -> str:
     if not values:
-        return "–"
+        return "-"
     return f"{statistics.median(values):.2f} / {max(values):.2f} s"
 
 
 def _row(scenario: Scenario, r: Result) -> str:
     if r.skipped is not None:
-        cells = ["–"] * 11
+        cells = ["-"] * 11
     else:
         cells = [
             str(r.cycles),
@@ -76,7 +76,5 @@ def details(runs: Sequence[tuple[Scenario, Result]]) -> str:
             )
         if r.unexpected_exits:
             lines.append(f"  unexpected exits: {'; '.join(r.unexpected_exits)}")
-        lines.extend(
-            f"  {kind}: {'; '.join(found)}" for kind, found in sorted(r.examples.items())
-        )
+        lines.extend(f"  {kind}: {'; '.join(found)}" for kind, found in sorted(r.examples.items()))
     return "\n".join(lines)

@@ -115,7 +115,10 @@ async def run_scenario(
     try:
         await asyncio.to_thread(system.start)
         driver = Driver(
-            system.urls, scenario.load, run=f"{slug(scenario.name)}-{seed}", seed=seed,
+            system.urls,
+            scenario.load,
+            run=f"{slug(scenario.name)}-{seed}",
+            seed=seed,
             fan_out=scenario.fan_out,
         )
         await _drive(run, driver)

@@ -4,6 +4,7 @@ goes away with it whatever happens)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from faults.check import Result
-from faults.disk import can_unshare, mount_tmpfs, unmount
+from faults.disk import mount_tmpfs, unmount, unshare_command
 from faults.pg import own_schema
 from faults.runner import Scenario, run_scenario
 
@@ -29,7 +30,6 @@ async def run_one(
 ) -> Result:
     """Run ``scenario`` in ``tmp`` on the store it asks for; a skipped result when that
     store cannot be had here (with the reason)."""
-    tmp.mkdir(parents=True, exist_ok=True)
     if scenario.store == "sqlite":
         return await run_scenario(scenario, tmp, str(tmp / "conveyor.db"), seed=seed)
     if scenario.store == "postgres":
@@ -41,8 +41,9 @@ async def run_one(
             except psycopg.Error as e:
                 return Result(scenario.name, skipped=f"PostgreSQL at {postgres}: {e}")
             return await run_scenario(scenario, tmp, url, seed=seed)
-    if can_unshare():
-        return _in_namespace(scenario, tmp, seed=seed, short=short)
+    unshare = unshare_command()
+    if unshare is not None:
+        return await asyncio.to_thread(_in_namespace, unshare, scenario, tmp, seed, short)
     return await run_in_tmpfs(scenario, tmp, seed=seed)
 
 
@@ -58,13 +59,15 @@ async def run_in_tmpfs(scenario: Scenario, tmp: Path, *, seed: int) -> Result:
         unmount(disk)
 
 
-def _in_namespace(scenario: Scenario, tmp: Path, *, seed: int, short: bool) -> Result:
+def _in_namespace(
+    unshare: list[str], scenario: Scenario, tmp: Path, seed: int, short: bool
+) -> Result:
     """Run ``scenario`` in a child process in a private mount namespace (``unshare -m``):
     ``python -m faults --inside-namespace``, which mounts the tmpfs and writes its result."""
     out = tmp / "result.json"
     out.unlink(missing_ok=True)
     command = [
-        *("unshare", "-m", "--propagation", "private"),
+        *unshare,
         *(sys.executable, "-m", "faults", "--inside-namespace", str(tmp)),
         *("--scenario", scenario.name, "--seed", str(seed), "--cycles", str(scenario.cycles)),
         *(["--short"] if short else []),

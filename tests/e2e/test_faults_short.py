@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from faults.check import Result
 from faults.report import details, table
 from faults.scenarios import SHORT, by_name
