@@ -20,6 +20,7 @@ Definitions (per run, once the system is quiet):
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from faults.driver import Publish
 from faults.records import Call, Fault
 
-__all__ = ["Result", "check"]
+__all__ = ["Result", "check", "recoveries"]
 
 EXAMPLES = 5  # examples kept per kind of finding
 
@@ -172,21 +173,16 @@ def recoveries(
 ) -> None:
     """Fill the recovery times of ``faults`` (see the module's docstring)."""
     acks = sorted(p.acked_at for p in journal if p.acked_at is not None)
-    entered = sorted(calls, key=lambda c: c.entered)
+    ran = sorted(calls, key=lambda c: c.entered)
+    entered = [c.entered for c in ran]
     for fault in faults:
         if fault.restored is None:
             continue
         if not fault.target.startswith("worker"):
-            first_ack = next((t for t in acks if t >= fault.restored), None)
-            if first_ack is not None:
-                result.recovery_publish.append(first_ack - fault.restored)
-        first_call = next(
-            (
-                c.entered
-                for c in entered
-                if c.entered >= fault.restored and fault.pid in (None, c.pid)
-            ),
-            None,
-        )
-        if first_call is not None:
-            result.recovery_delivery.append(first_call - fault.restored)
+            i = bisect.bisect_left(acks, fault.restored)
+            if i < len(acks):
+                result.recovery_publish.append(acks[i] - fault.restored)
+        after = ran[bisect.bisect_left(entered, fault.restored) :]
+        first = next((c for c in after if fault.pid in (None, c.pid)), None)
+        if first is not None:
+            result.recovery_delivery.append(first.entered - fault.restored)

@@ -129,18 +129,6 @@ class System:
         for suffix in ("", "-wal", "-shm"):
             Path(self.store + suffix).unlink(missing_ok=True)
 
-    def exited(self) -> list[str]:
-        """The processes that exited though no fault took them down, with their codes."""
-        found = []
-        for i in range(len(self.nodes)):
-            proc = self.nodes[i].proc
-            if proc is not None and not proc.alive() and self.node_name(i) not in self.down:
-                found.append(f"{self.node_name(i)} exited {proc.popen.returncode}")
-        for j, worker in enumerate(self.workers):
-            if worker is not None and not worker.alive() and f"worker {j}" not in self.down:
-                found.append(f"worker {j} exited {worker.popen.returncode}")
-        return found
-
     def close(self) -> None:
         """SIGCONT everything (a stopped process cannot handle SIGTERM), then stop the workers
         and the nodes."""
