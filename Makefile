@@ -69,7 +69,7 @@ bench-peers: $(STAMP) bench-peers-venv
 
 ## The fault suite: serve and workers driven over HTTP under kill -9 (>= 30 cycles), SIGSTOP, a
 ## full disk (a tmpfs, when the machine lets us mount one) and two PostgreSQL nodes, each run
-## checked for loss, duplicates, order, early deliveries and keys stored twice (~15-20 min);
+## checked for loss, duplicates, order, early deliveries and keys stored twice (~11 min here);
 ## writes the table to docs/reliability.md and fails when a promise broke. Never part of
 ## `make test`, which runs its short version (tests/e2e/test_faults_short.py). The two-node
 ## run uses CONVEYOR_FAULTS_POSTGRES, else the local server when pg_isready finds one.

@@ -82,7 +82,7 @@ def _document(args: argparse.Namespace, runs: list[tuple[Scenario, Result]], beg
     return (
         f"Run {began} on {machine()}; `{shlex.join(command)}`, seed {args.seed}, "
         f"{sum(r.seconds for _, r in runs) / 60:.1f} min.\n\n"
-        f"{table(runs)}\n\n{details(runs)}"
+        f"{table(runs)}\n\n{details(runs, examples=2)}"
     )
 
 

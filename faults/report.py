@@ -63,8 +63,8 @@ def table(runs: Sequence[tuple[Scenario, Result]]) -> str:
     return "\n".join([HEADER, *(_row(s, r) for s, r in runs)])
 
 
-def details(runs: Sequence[tuple[Scenario, Result]]) -> str:
-    """What each run did, its unexpected exits, and a few examples of each finding."""
+def details(runs: Sequence[tuple[Scenario, Result]], examples: int = 5) -> str:
+    """What each run did, its unexpected exits, and up to ``examples`` of each finding."""
     lines = []
     for scenario, r in runs:
         lines.append(f"* **{scenario.name}** — {scenario.title}; {r.seconds:.0f} s")
@@ -76,5 +76,6 @@ def details(runs: Sequence[tuple[Scenario, Result]]) -> str:
             )
         if r.unexpected_exits:
             lines.append(f"  unexpected exits: {'; '.join(r.unexpected_exits)}")
-        lines.extend(f"  {kind}: {'; '.join(found)}" for kind, found in sorted(r.examples.items()))
+        for kind, found in sorted(r.examples.items()):
+            lines.append(f"  {kind}: {'; '.join(found[:examples])}")
     return "\n".join(lines)

@@ -81,7 +81,8 @@ class Scenario:
         load: the publishing load.
         fan_out: every publish goes to every node at once.
         quiet: seconds to wait, past the last due time, for acknowledged events to be handled.
-        pause: seconds a SIGSTOP lasts (of serve; of a worker, half of it).
+        pause: seconds a SIGSTOP lasts (of serve; of a worker, half of it), or the disk
+            stays full.
         control: the negative control: its run must report loss.
         serve_args: extra ``conveyor serve`` options.
     """

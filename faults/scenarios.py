@@ -14,7 +14,6 @@ __all__ = ["LONG", "SHORT", "by_name"]
 
 DOWN = (0.2, 1.0)  # seconds a killed process stays down
 DISK_LEAVE = 256 * 1024  # bytes left free by the ballast
-DISK_FULL_FOR = 8.0  # seconds the disk stays full
 LEASE_TTL = "3"  # --lease-ttl of the PostgreSQL nodes: a dead node's partitions move fast
 
 
@@ -75,13 +74,13 @@ async def sigstop(run: Run, cycle: int) -> None:
 
 
 async def disk_full(run: Run, cycle: int) -> None:
-    """Fill the store's disk but for ``DISK_LEAVE`` bytes, keep it full for
-    ``DISK_FULL_FOR`` seconds while the load goes on, then free it."""
+    """Fill the store's disk but for ``DISK_LEAVE`` bytes, keep it full for ``pause``
+    seconds while the load goes on, then free it."""
     if run.disk is None:
         raise RuntimeError("the disk-full scenario needs its tmpfs")
     fault = run.fault("disk full", "store")
     await asyncio.to_thread(fill, run.disk, DISK_LEAVE)
-    await asyncio.sleep(DISK_FULL_FOR)
+    await asyncio.sleep(run.scenario.pause)
     fault.restored = time.time()
     (run.disk / BALLAST).unlink()
 
@@ -109,9 +108,10 @@ def _suite(short: bool) -> list[Scenario]:
         ),
         Scenario(
             "disk full",
-            "SQLite on a 64 MiB tmpfs filled but for 256 KiB for 8 s, then freed",
+            "SQLite on a 64 MiB tmpfs filled but for 256 KiB for a while, then freed",
             disk_full,
             cycles=1 if short else 3,
+            pause=5.0 if short else 8.0,
             store="tmpfs",
             load=Load(keys=load.keys, pad=512),
             quiet=20.0,
