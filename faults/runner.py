@@ -19,7 +19,7 @@ from faults.records import Fault, Records
 
 __all__ = ["Run", "Scenario", "run_scenario", "slug"]
 
-WARMUP = 2.0  # seconds of load before the first fault
+WARMUP = 1.5  # seconds of load before the first fault
 SETTLE = 1.0  # seconds to keep reading after the last expected call, for late duplicates
 
 
