@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench bench-peers bench-peers-venv fmt clean venv
+.PHONY: run test check bench bench-peers bench-peers-venv faults fmt clean venv
 
 venv: $(STAMP)
 
@@ -24,9 +24,9 @@ test: $(STAMP)
 
 ## ruff, ruff format --check and mypy --strict.
 check: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
-	$(BIN)/mypy --strict --exclude '^tests/conftest\.py$$' src tests
+	$(BIN)/ruff check src tests bench examples faults
+	$(BIN)/ruff format --check src tests bench examples faults
+	$(BIN)/mypy --strict --exclude '^tests/conftest\.py$$' src tests faults
 	$(BIN)/mypy --strict tests/conftest.py  # alone: mypy names it "conftest", as tests/e2e's
 
 ## Benchmarks (never part of `make test`); the tables go to docs/benchmarks.md. The PostgreSQL
@@ -67,9 +67,19 @@ $(PEERS_STAMP): bench/peers/requirements.txt
 bench-peers: $(STAMP) bench-peers-venv
 	$(BIN)/python -m bench.peers.compare --write-doc docs/benchmarks.md
 
+## The fault suite: serve and workers driven over HTTP under kill -9 (>= 30 cycles), SIGSTOP, a
+## full disk (a tmpfs, when the machine lets us mount one) and two PostgreSQL nodes, each run
+## checked for loss, duplicates, order, early deliveries and keys stored twice (~11 min here);
+## writes the table to docs/reliability.md and fails when a promise broke. Never part of
+## `make test`, which runs its short version (tests/e2e/test_faults_short.py). The two-node
+## run uses CONVEYOR_FAULTS_POSTGRES, else the local server when pg_isready finds one.
+PG_FAULTS ?= $(or $(CONVEYOR_FAULTS_POSTGRES),$(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo postgresql://postgres@127.0.0.1:5432/test))
+faults: $(STAMP)
+	$(BIN)/python -m faults $(if $(PG_FAULTS),--postgres "$(PG_FAULTS)") --write-doc docs/reliability.md
+
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench examples
-	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples faults
+	$(BIN)/ruff format src tests bench examples faults
 
 clean:
 	rm -rf $(VENV) .venv-peers .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm
