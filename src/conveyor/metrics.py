@@ -71,6 +71,11 @@ class Metrics:
         self.timers_fired = Counter(
             "conveyor_timers_fired", "Delayed events appended to the log when due", registry=r
         )
+        self.timers_adopted = Counter(
+            "conveyor_timers_adopted",
+            "Overdue timers that another node left behind, fired by this one",
+            registry=r,
+        )
         self.release_state = Gauge(
             "conveyor_release_state",
             "1 for each release's current state (stable, canary, pending, rolled_back)",

@@ -270,15 +270,16 @@ async def test_more_timers_due_at_one_instant_than_a_refill_loads_all_fire(
         await fired.stop()
 
 
-async def test_a_refill_reads_only_the_band_new_in_the_window_and_a_full_one_catches_strays(
-    store: SqliteStore, clock: FakeClock, tmp_path: Path
+async def test_a_refill_reads_only_the_band_new_in_the_window_and_a_full_one_reads_it_all(
+    store: SqliteStore, clock: FakeClock
 ) -> None:
     # Given a service with a 10 s window that has read it once (refills every 5 s)
     reads: list[tuple[int, int]] = []
     due_timers = store.due_timers
 
     async def observed(until_ms: int, limit: int, from_ms: int = 0) -> list[tuple[int, str]]:
-        reads.append((from_ms, until_ms))
+        if until_ms > to_ms(clock.now()):  # a refill (the orphan scan reads the past)
+            reads.append((from_ms, until_ms))
         return await due_timers(until_ms, limit, from_ms)
 
     store.due_timers = observed  # type: ignore[method-assign]
@@ -286,25 +287,53 @@ async def test_a_refill_reads_only_the_band_new_in_the_window_and_a_full_one_cat
     await fired.start()
     start_ms = to_ms(clock.now())
     try:
-        # When a timer due in 7 s is committed by another node (no add() on this one)
-        async with SqliteStore(tmp_path / "c.db") as other:
-            now_ms = to_ms(clock.now())
-            stray = NewEvent(new_id(now_ms), 0, None, None, b"{}", now_ms, now_ms + 7000, True)
-            await other.publish(TOPIC, [stray], now_ms, 0)
-
-        # And time moves on refill by refill
+        # When time moves on refill by refill
         for _ in range(3):
             clock.advance(5)
             await caught_up(clock)
 
-        # Then the next two refills read only their new 5 s band
-        assert reads[0] == (0, start_ms + 10_000)
-        assert reads[1] == (start_ms + 10_000, start_ms + 15_000)
-        assert reads[2] == (start_ms + 15_000, start_ms + 20_000)
-        # And the fourth reads the whole window, which finds the stray (already late: a
-        # timer committed through another node into a band read before waits for it)
-        assert reads[3] == (0, start_ms + 25_000)
+        # Then the next two refills read only their new 5 s band, and the fourth the whole
+        # window
+        assert reads == [
+            (0, start_ms + 10_000),
+            (start_ms + 10_000, start_ms + 15_000),
+            (start_ms + 15_000, start_ms + 20_000),
+            (0, start_ms + 25_000),
+        ]
+    finally:
+        await fired.stop()
+
+
+@pytest.mark.parametrize("due_in", [0.5, 7.0])
+async def test_a_timer_another_node_left_behind_fires_soon_after_its_due_time(
+    store: SqliteStore, clock: FakeClock, tmp_path: Path, due_in: float
+) -> None:
+    # Given a service with a 10 s window that has read it once
+    fired = Fired(store, clock, window=10)
+    await fired.start()
+    try:
+        # When another node commits a timer into that band and dies before firing it
+        # (no add() on this node)
+        async with SqliteStore(tmp_path / "c.db") as other:
+            now_ms = to_ms(clock.now())
+            due_ms = now_ms + round(due_in * 1000)
+            stray = NewEvent(new_id(now_ms), 0, None, None, b"{}", now_ms, due_ms, True)
+            await other.publish(TOPIC, [stray], now_ms, 0)
+
+        # Then it has not fired by its grace after its due time ...
+        while to_ms(clock.now()) < due_ms + timers.ORPHAN_GRACE * 1000:
+            clock.advance(0.25)
+            await quietly(clock)
+        assert fired.ids == []
+
+        # ... and has fired within one scan more, long before the next full refill (20 s)
+        for _ in range(round(timers.ORPHAN_SCAN / 0.25) + 1):
+            clock.advance(0.25)
+            await caught_up(clock)
         await until(lambda: fired.ids == [stray.id])
+        latest_ms = due_ms + (timers.ORPHAN_GRACE + timers.ORPHAN_SCAN) * 1000 + 250
+        assert to_ms(clock.now()) <= latest_ms
+        assert await store.due_timers(2**62, 10) == []
     finally:
         await fired.stop()
 

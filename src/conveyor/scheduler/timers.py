@@ -13,7 +13,13 @@ Invariants:
 * every timer due before ``loading_until`` is in the heap or being loaded: a publish adds its
   timers when they fall inside the window, the refill loads the rest, and ids already in the
   heap are skipped, so both may see the same timer;
-* a timer that failed to fire stays in the store and is tried again.
+* a timer that failed to fire stays in the store and is tried again;
+* a timer left behind by another node (committed through a node that died, or into a band
+  this node had read already) is fired at most ``ORPHAN_GRACE + ORPHAN_SCAN`` after its due
+  time: a dispatch node that has fired all of its own overdue timers reads, every
+  ``ORPHAN_SCAN``, the store's timers overdue by more than ``ORPHAN_GRACE`` (normally none:
+  a timer's own node appends it ``lead`` before it is due). Several nodes may fire the same
+  timer; the store's claim (delete … returning) appends it once.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ FIRE_BATCH = 5000  # timers appended per transaction
 REFILL_LIMIT = 100_000  # timers loaded per refill
 FULL_REFILL_EVERY = 4  # every 4th refill reads the whole window, not only its new band
 RETRY_DELAY = 0.5  # seconds before firing again after a store failure
+ORPHAN_SCAN = 1.0  # seconds between looks for timers that another node left overdue
+ORPHAN_GRACE = 1.0  # how overdue a timer must be before a node that does not hold it fires it
 
 
 class TimerService:
@@ -84,6 +92,7 @@ class TimerService:
         self._timer_at: float | None = None
         self._stopping = False
         self._retry_at = 0.0
+        self._next_scan = 0.0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -113,6 +122,8 @@ class TimerService:
                     if self._refill_enabled and to_ms(now) >= self._next_refill:
                         await self._refill(now)
                     await self._fire_due()
+                    if self._refill_enabled and now >= self._next_scan:
+                        await self._adopt_orphans(now)
                 self._arm()
                 if not self._stopping:
                     await self._wake.wait()
@@ -147,6 +158,26 @@ class TimerService:
         self._hold(rows)
         if rows:
             self._wake.set()
+
+    async def _adopt_orphans(self, now: float) -> None:
+        # Runs after this node fired what it holds: a timer still in the store and overdue
+        # by more than the grace was left by another node (or fails to fire everywhere, and
+        # then the retry path holds it anyway). Normally the query finds nothing.
+        self._next_scan = now + ORPHAN_SCAN
+        cutoff_ms = to_ms(now) - int(ORPHAN_GRACE * 1000)
+        if self._heap and self._heap[0][0] <= cutoff_ms:
+            return  # behind on its own overdue timers: those go first
+        try:
+            rows = await self._store.due_timers(cutoff_ms, FIRE_BATCH, 0)
+        except ConveyorError as e:
+            log.warning("looking for overdue timers failed: %s", e)
+            return
+        fresh = [row for row in rows if row[1] not in self._ids]
+        if fresh:
+            log.info("adopting %d timers overdue by more than %.1fs", len(fresh), ORPHAN_GRACE)
+            self._metrics.timers_adopted.inc(len(fresh))
+            self._hold(fresh)
+            await self._fire_due()
 
     def _hold(self, timers: list[tuple[int, str]]) -> None:
         for due, event_id in timers:
@@ -184,7 +215,7 @@ class TimerService:
         self._wake.set()
 
     def _arm(self) -> None:
-        deadlines = [self._next_refill / 1000] if self._refill_enabled else []
+        deadlines = [self._next_refill / 1000, self._next_scan] if self._refill_enabled else []
         if self._heap:
             deadlines.append((self._heap[0][0] - self._lead_ms) / 1000)
         if self._retry_at > self._clock.now():
