@@ -151,6 +151,10 @@ def serve(
         float, typer.Option(help="Seconds of a first ejection (longer for each repeat).")
     ] = 30.0,
     max_ejection_time: Annotated[float, typer.Option(help="Longest ejection, seconds.")] = 300.0,
+    timer_window: Annotated[
+        float,
+        typer.Option(help="Seconds ahead that delayed events are held in memory.", min=0.1),
+    ] = 30.0,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -188,6 +192,7 @@ def serve(
         signing_secrets=tuple(secrets),
         locality=_locality(locality),
         health=health,
+        timer_window_seconds=timer_window,
     )
     try:
         serve_forever(settings)

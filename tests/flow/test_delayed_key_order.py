@@ -55,7 +55,8 @@ async def publish_elsewhere(node: Node, clock: FakeClock, key: str, due_ms: int)
     """A delayed event stored as another node's publish would be: this node's timer service
     is not told of it (it learns of it at its next full refill, far off)."""
     topic = node.catalog.find_topic(TOPIC)
-    assert topic is not None and topic.partitions == 1
+    assert topic is not None
+    assert topic.partitions == 1
     now_ms = to_ms(clock.now())
     event = NewEvent(new_id(now_ms), 0, key, None, b'"A"', now_ms, due_ms, delayed=True)
     await node.store.publish(topic, [event], now_ms, 0)
