@@ -155,6 +155,13 @@ def serve(
         float,
         typer.Option(help="Seconds ahead that delayed events are held in memory.", min=0.1),
     ] = 30.0,
+    timer_lead: Annotated[
+        float,
+        typer.Option(
+            help="Seconds before their time that delayed events enter the log (held until due).",
+            min=0.0,
+        ),
+    ] = 0.1,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -193,6 +200,7 @@ def serve(
         locality=_locality(locality),
         health=health,
         timer_window_seconds=timer_window,
+        timer_lead_seconds=timer_lead,
     )
     try:
         serve_forever(settings)
