@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from node_harness import (
+    LAMBDA,
     TOPIC,
     advance_to,
+    highest,
     nudge,
     publish,
     quietly,
@@ -21,6 +23,7 @@ from node_harness import (
     running_node,
     subscribe,
     until,
+    until_async,
     until_state,
 )
 from push_double import PushEndpoint
@@ -106,3 +109,42 @@ async def test_an_overdue_same_key_publish_waits_for_the_earlier_due_timer(
     await until(lambda: len(endpoint.received) == 2)
     assert [r.event.id for r in endpoint.received] == [a, b]
     await until_state(node, b, "succeeded", 1)
+
+
+@pytest.mark.parametrize(("lead", "first"), [(0.1, "A"), (0.0, "B")])
+async def test_an_event_published_within_the_lead_of_a_same_key_timer_goes_after_it(
+    store_url: str, clock: FakeClock, endpoint: PushEndpoint, lead: float, first: str
+) -> None:
+    # Given a node appending timers `lead` seconds early, an ordered subscription, and A
+    # (key k) due in 1 s
+    settings = NodeSettings(store=store_url, cluster=False, timer_lead_seconds=lead)
+    node = Node(settings, clock=clock, jitter=highest)
+    await node.start()
+    try:
+        await node.register_endpoint(LAMBDA, "e1", endpoint.url, ttl=3600, concurrency=64)
+        await subscribe(node, partitions=1, ordered=True)
+        t1 = clock.now() + 1.0
+        (a,) = await publish(node, request("A", key="k", delay=1.0))
+
+        # When B (key k, no delay) is published 50 ms before A is due
+        advance_to(clock, t1 - 0.05)
+
+        async def a_placed() -> bool:  # in the log (lead) or still a timer (no lead)
+            found = await node.store.find_event(a)
+            return found is not None and found[1] is (lead == 0)
+
+        await until_async(a_placed)
+        (b,) = await publish(node, request("B", key="k"))
+        await quietly()
+        advance_to(clock, t1)
+
+        # Then with a lead, A is already in the log, held as the key's head: B goes after it
+        # (the documented exception, within the lead); without one, B goes first
+        await until(lambda: len(endpoint.received) == 2)
+        names = {a: "A", b: "B"}
+        assert [names[r.event.id] for r in endpoint.received] == [
+            first,
+            "B" if first == "A" else "A",
+        ]
+    finally:
+        await node.aclose()
