@@ -95,7 +95,7 @@ def one_round(platform: Platform, n: int) -> list[str]:
         assert datetime.now(UTC) > t1[key] + timedelta(seconds=B_AFTER)  # type: ignore[operator]
     wanted = set(a_ids.values()) | set(b_ids.values())
     wait_for(lambda: wanted <= {c[0] for c in calls(platform.record)}, timeout=60)
-    first = {}
+    first: dict[str, float] = {}
     for event_id, _, _, entered in calls(platform.record):
         first.setdefault(event_id, entered)
     return [k for k in keys if first[b_ids[k]] < first[a_ids[k]]]

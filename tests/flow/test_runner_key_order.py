@@ -88,10 +88,8 @@ async def test_a_key_s_earlier_due_event_goes_first_when_a_later_one_is_fired_ea
     assert len(endpoint.received) == 1
     advance_to(clock, t2 / 1000)
     await until(lambda: len(endpoint.received) == 2)
-    assert [(r.event.id, to_ms(r.at) >= r.event.deliver_at_ms) for r in endpoint.received] == [
-        (a, True),
-        (b, True),
-    ]
+    assert [r.event.id for r in endpoint.received] == [a, b]
+    assert all(to_ms(r.at) >= (r.event.deliver_at_ms or 0) for r in endpoint.received)
 
 
 async def test_an_overdue_same_key_publish_waits_for_the_earlier_due_timer(
