@@ -16,13 +16,16 @@ a restart before the timers are loaded again, a timer no node holds in memory ye
 appended ``timer_lead`` early. The runner delivers a key's events in log order, so the order
 of the log is the order of delivery.
 
-The check costs nothing for keyless events, and one indexed ``MIN(due_ms)`` per transaction
-while no timer is due by the latest keyed append (see ``SqlStore._fire_earlier_timers``).
+The check costs no statement for keyless events, and one indexed ``MIN(due_ms)`` per
+transaction while no timer is due by the latest keyed append (see
+``SqlStore._fire_earlier_timers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
+from operator import attrgetter, itemgetter
 
 from conveyor.model import Event
 from conveyor.store.base import NewEvent, Stored
@@ -34,11 +37,27 @@ Append = tuple[int, NewEvent, object, str, "Stored | None", list[Event]]
 Claimed = tuple[int, str, int, NewEvent, object, str]
 Lane = tuple[int, int, str]  # (topic id, partition, key)
 
+_event = itemgetter(1)
+_key = attrgetter("key")
+_publish_ms = attrgetter("publish_ms")
+_deliver_at = attrgetter("deliver_at_ms")
+
 
 def due_ms(event: NewEvent) -> int:
     """An event's due time: its ``deliver_at``, or its publish time when that is later."""
     at = event.deliver_at_ms
     return event.publish_ms if at is None or at < event.publish_ms else at
+
+
+def keyed_bound(appends: Sequence[Append], start: int) -> int | None:
+    """An upper bound of the due times of the keyed appends from ``start`` on, or ``None``
+    when there are none: the cheap first look (C-level loops: ~50 ns an event)."""
+    events = list(map(_event, islice(appends, start, None)))
+    keys = list(map(_key, events))
+    if keys.count(None) == len(keys):
+        return None
+    published = max(map(_publish_ms, events))
+    return max(published, max(filter(None, map(_deliver_at, events)), default=0))
 
 
 def keyed_dues(appends: Sequence[Append], start: int) -> dict[tuple[int, int], dict[str, int]]:

@@ -30,7 +30,7 @@ import msgspec
 
 from conveyor.errors import Conflict, ConveyorError, LeaseLost, NotFound, StoreUnavailable
 from conveyor.model import Attempt, Control, Event, Subscription, Topic
-from conveyor.store._key_order import Claimed, Lane, keyed_dues, merge
+from conveyor.store._key_order import Claimed, Lane, keyed_bound, keyed_dues, merge
 from conveyor.store.base import (
     CursorState,
     DeliveryRow,
@@ -672,6 +672,8 @@ class SqlStore(Store):
             result.stored.append(stored)
         # Nothing below raises a ConveyorError: the operation is now certain to be kept.
         self._txn_keys.update(seen)
+        # (Only here: it deletes timers and queues their appends with this operation's, which
+        # an error of the operation would drop, losing them.)
         self._fire_earlier_timers(start)
         if timer_rows:
             self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
@@ -854,16 +856,16 @@ class SqlStore(Store):
         Keyless appends cost no statement; keyed ones one ``MIN(due_ms)`` per transaction
         while no timer is due by them (``_timer_floor``), else one indexed ``DELETE`` per
         partition (timers_by_key)."""
-        dues = keyed_dues(self._appends, start)
-        if not dues:
+        latest = keyed_bound(self._appends, start)
+        if latest is None:
             return
         if self._timer_floor is None:
             row = self._x("SELECT MIN(due_ms) FROM timers").fetchone()
             self._timer_floor = _NO_TIMERS if row is None or row[0] is None else int(row[0])  # type: ignore[call-overload]
-        if max(max(keys.values()) for keys in dues.values()) < self._timer_floor:
+        if latest < self._timer_floor:
             return
         claimed: dict[Lane, list[Claimed]] = {}
-        for (tid, part), keys in dues.items():
+        for (tid, part), keys in keyed_dues(self._appends, start).items():
             names = list(keys)
             for i in range(0, len(names), 500):
                 chunk = names[i : i + 500]
