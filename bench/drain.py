@@ -113,8 +113,10 @@ async def publish_all(
     concurrency: int,
     *,
     payload: Callable[[int], object] = small_payload,
+    keys: int = 0,
 ) -> float:
-    body = json.dumps({"events": [{"payload": payload(i)} for i in range(batch)]}).encode()
+    events = [{"payload": payload(i)} | keyed(i, keys) for i in range(batch)]
+    body = json.dumps({"events": events}).encode()
     batches = n // batch
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(batches):
@@ -135,13 +137,20 @@ async def publish_all(
     return start
 
 
-async def steady(session: aiohttp.ClientSession, url: str, rate: int, seconds: float) -> None:
+def keyed(i: int, keys: int) -> dict[str, str]:
+    """The ``key`` of the ``i``-th event, one of ``keys`` (none when 0)."""
+    return {"key": f"k{i % keys}"} if keys else {}
+
+
+async def steady(
+    session: aiohttp.ClientSession, url: str, rate: int, seconds: float, keys: int = 0
+) -> None:
     total = int(rate * seconds)
     start = time.perf_counter()
     tasks = []
 
-    async def one() -> None:
-        body = json.dumps({"payload": {"t": time.time()}}).encode()
+    async def one(i: int) -> None:
+        body = json.dumps({"payload": {"t": time.time()}} | keyed(i, keys)).encode()
         async with session.post(
             url, data=body, headers={"Content-Type": "application/json"}
         ) as resp:
@@ -151,7 +160,7 @@ async def steady(session: aiohttp.ClientSession, url: str, rate: int, seconds: f
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one()))
+        tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
 
 
@@ -207,6 +216,7 @@ async def run(  # noqa: C901 - one straight-line run, its steps in order
     nodes: int = 1,
     payload: Callable[[int], object] = small_payload,
     prepare: Callable[[aiohttp.ClientSession, str], Awaitable[None]] | None = None,
+    keys: int = 0,
 ) -> Figures:
     """One run: ``prepare`` (given the session and the first node's URL) runs once the
     worker is registered, before anything is published."""
@@ -257,6 +267,7 @@ async def run(  # noqa: C901 - one straight-line run, its steps in order
                     batch,
                     4,
                     payload=payload,
+                    keys=keys,
                 )
                 published = time.time()
                 figures.publish_rate = events / (published - start)
@@ -271,7 +282,7 @@ async def run(  # noqa: C901 - one straight-line run, its steps in order
                 figures.drain_seconds = last - start
                 figures.drain_rate = int(stats["count"]) / figures.drain_seconds  # type: ignore[call-overload]
                 if seconds > 0:
-                    await steady(session, f"{base}/v1/topics/latency/events", rate, seconds)
+                    await steady(session, f"{base}/v1/topics/latency/events", rate, seconds, keys)
                 await asyncio.sleep(1.0)
                 raw = read_stats(stats_path).get("latencies", [])
                 lat = sorted(float(x) for x in raw) if isinstance(raw, list) else []
@@ -345,11 +356,20 @@ def main() -> None:
     )
     parser.add_argument("--nodes", type=int, default=1, help="conveyor serve processes")
     parser.add_argument("--section", default="drain", help="the doc section to rewrite")
+    parser.add_argument("--keys", type=int, default=0, help="key events over N keys (0: none)")
     args = parser.parse_args()
     if args.nodes > 1 and not args.postgres:
         parser.error("several nodes need --postgres (SQLite is embedded, single-node)")
     figures = asyncio.run(
-        run(args.events, args.batch, args.rate, args.seconds, args.postgres, nodes=args.nodes)
+        run(
+            args.events,
+            args.batch,
+            args.rate,
+            args.seconds,
+            args.postgres,
+            nodes=args.nodes,
+            keys=args.keys,
+        )
     )
     text = table(figures, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     print(text)

@@ -163,6 +163,17 @@ def serve(
     idle_timeout: IdleTimeout = IDLE_TIMEOUT,
     header_timeout: HeaderTimeout = HEADER_TIMEOUT,
     max_connections: MaxConnections = MAX_CONNECTIONS,
+    timer_window: Annotated[
+        float,
+        typer.Option(help="Seconds ahead that delayed events are held in memory.", min=0.1),
+    ] = 30.0,
+    timer_lead: Annotated[
+        float,
+        typer.Option(
+            help="Seconds before their time that delayed events enter the log (held until due).",
+            min=0.0,
+        ),
+    ] = 0.1,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -201,6 +212,8 @@ def serve(
         locality=_locality(locality),
         health=health,
         connections=connection_limits(idle_timeout, header_timeout, max_connections),
+        timer_window_seconds=timer_window,
+        timer_lead_seconds=timer_lead,
     )
     try:
         serve_forever(settings)

@@ -144,7 +144,8 @@ class PublishService:
             self._on_append(result.appended)
         if result.timers:
             self._on_timers(result.timers)
-        self._metrics.published.labels(topic.name).inc(len(result.appended) + len(result.timers))
+        # (result.appended may hold earlier same-key timers fired first: not new events)
+        self._metrics.published.labels(topic.name).inc(sum(not s.duplicate for s in result.stored))
         acks = [self._ack(s) for s in result.stored]
         if partial:
             for ack, index in zip(acks, indices, strict=True):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from conveyor.store._shared_migrations import ENDPOINT_PLACEMENT, PRIORITY_LANES, RELEASES
+from conveyor.store._shared_migrations import (
+    ENDPOINT_PLACEMENT,
+    KEYED_TIMERS,
+    PRIORITY_LANES,
+    RELEASES,
+)
 
 MIGRATIONS: list[str] = [
     # 1: the log with cursors, sparse delivery rows, timers, idempotency keys.
@@ -146,4 +151,6 @@ MIGRATIONS: list[str] = [
     ENDPOINT_PLACEMENT,
     # 7: releases and their policies (the same in every dialect).
     RELEASES,
+    # 8: timers by key, for per-key order (the same in every dialect).
+    KEYED_TIMERS,
 ]

@@ -58,3 +58,10 @@ RELEASES = """
         PRIMARY KEY (lambda, version)
     )
 """
+
+# 8: timers by key (store/_key_order.py): before a keyed event is appended, the timers of its
+# key due no later are fired first; this index finds them without reading every due timer of
+# the partition.
+KEYED_TIMERS = """
+    CREATE INDEX timers_by_key ON timers (topic_id, part, key, due_ms)
+"""

@@ -30,6 +30,7 @@ import msgspec
 
 from conveyor.errors import Conflict, ConveyorError, LeaseLost, NotFound, StoreUnavailable
 from conveyor.model import Attempt, Control, Event, Subscription, Topic
+from conveyor.store._key_order import Claimed, Lane, keyed_bound, keyed_dues, merge
 from conveyor.store._specs import decode_spec
 from conveyor.store.base import (
     CursorState,
@@ -84,6 +85,7 @@ _ROW_UPSERT = (
     "updated_ms = excluded.updated_ms"
 )
 _ROW_COLUMNS = "part, off, key, state, attempts, next_ms, last_error, history, updated_ms"
+_NO_TIMERS = 2**63 - 1  # the timer floor of an empty timer store
 _RELEASE_COLUMNS = "version, state, started_ms, decided_ms, reason, figures"
 _RELEASE_UPSERT = (
     "INSERT INTO releases (lambda, version, state, started_ms, decided_ms, reason, figures) "
@@ -158,6 +160,7 @@ class SqlStore(Store):
         self._appends: list[_Append] = []
         self._after_appends: list[Callable[[], None]] = []
         self._txn_keys: dict[tuple[int, str], tuple[Stored, bytes | None]] = {}
+        self._timer_floor: int | None = None  # the open transaction's MIN(due_ms) of timers
         self._topic_ids: dict[str, int] = {}
         self._topic_names: dict[int, str] = {}
         self._closed = False
@@ -308,6 +311,7 @@ class SqlStore(Store):
         # queued appends are dropped). Any other error fails the whole transaction.
         results: list[object] = []
         self._appends, self._after_appends, self._txn_keys = [], [], {}
+        self._timer_floor = None  # read again in each transaction: other nodes add timers
         try:
             self._x(self.begin_sql)
             for op in ops:
@@ -638,6 +642,7 @@ class SqlStore(Store):
         self, topic: Topic, events: Sequence[NewEvent], now_ms: int, dedup_ms: int
     ) -> PublishBatchResult:
         tid = self._tid(topic.name)
+        start = len(self._appends)
         result = PublishBatchResult([], [], [])
         timer_rows: list[tuple[object, ...]] = []
         idem: list[tuple[NewEvent, Stored]] = []
@@ -680,8 +685,12 @@ class SqlStore(Store):
             result.stored.append(stored)
         # Nothing below raises a ConveyorError: the operation is now certain to be kept.
         self._txn_keys.update(seen)
+        # (Only here: it deletes timers and queues their appends with this operation's, which
+        # an error of the operation would drop, losing them.)
+        self._fire_earlier_timers(start)
         if timer_rows:
             self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
+            self._lower_timer_floor(result.timers)
         if idem:
             # Written once the offsets are known (the key remembers where the event went).
             self._after_appends.append(partial(self._remember_keys, tid, idem, now_ms))
@@ -812,18 +821,29 @@ class SqlStore(Store):
     def _fire_timers(self, ids: list[str]) -> list[Event]:
         # DELETE … RETURNING claims the timers: when several nodes fire the same timer, the
         # first to delete it appends its event and the others find nothing.
+        start = len(self._appends)
         appended: list[Event] = []
-        claimed: list[tuple[object, ...]] = []
+        claimed: list[Claimed] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            claimed += self._x(
-                f"DELETE FROM timers WHERE id IN ({marks}) "
-                "RETURNING id, topic_id, part, due_ms, key, attrs, payload, publish_ms, schema_id",
-                chunk,
-            ).fetchall()
-        claimed.sort(key=lambda r: (r[3], r[0]))
-        for eid, tid, part, due, key, attrs, payload, publish_ms, schema_id in claimed:
+            claimed += self._claimed(f"id IN ({marks})", chunk)
+        claimed.sort(key=lambda c: c[:2])  # (due, id): due order, then publish order
+        for _, _, tid, event, attrs, name in claimed:
+            self._appends.append((tid, event, attrs, name, None, appended))
+        self._fire_earlier_timers(start)
+        return appended
+
+    def _claimed(self, where: str, params: Sequence[object]) -> list[Claimed]:
+        """Delete the timers ``where`` says, as events to append (those of topics unknown
+        here are dropped)."""
+        rows = self._x(
+            f"DELETE FROM timers WHERE {where} "
+            "RETURNING id, topic_id, part, due_ms, key, attrs, payload, publish_ms, schema_id",
+            params,
+        ).fetchall()
+        claimed: list[Claimed] = []
+        for eid, tid, part, due, key, attrs, payload, publish_ms, schema_id in rows:
             name = self._topic_names.get(tid)  # type: ignore[call-overload]
             if name is None:
                 continue
@@ -838,8 +858,41 @@ class SqlStore(Store):
                 False,
                 schema_id=None if schema_id is None else int(schema_id),  # type: ignore[call-overload]
             )
-            self._appends.append((int(tid), event, attrs, name, None, appended))  # type: ignore[call-overload]
-        return appended
+            claimed.append((int(due), event.id, int(tid), event, attrs, name))  # type: ignore[call-overload]
+        return claimed
+
+    def _fire_earlier_timers(self, start: int) -> None:
+        """Keep each key's log in (due time, publish order) (see store/_key_order.py): before
+        the keyed events queued from ``start`` on (one operation's appends), fire the timers
+        of their keys due no later, in the same transaction.
+
+        Keyless appends cost no statement; keyed ones one ``MIN(due_ms)`` per transaction
+        while no timer is due by them (``_timer_floor``), else one indexed ``DELETE`` per
+        partition (timers_by_key)."""
+        latest = keyed_bound(self._appends, start)
+        if latest is None:
+            return
+        if self._timer_floor is None:
+            row = self._x("SELECT MIN(due_ms) FROM timers").fetchone()
+            self._timer_floor = _NO_TIMERS if row is None or row[0] is None else int(row[0])  # type: ignore[call-overload]
+        if latest < self._timer_floor:
+            return
+        claimed: dict[Lane, list[Claimed]] = {}
+        for (tid, part), keys in keyed_dues(self._appends, start).items():
+            names = list(keys)
+            for i in range(0, len(names), 500):
+                chunk = names[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                where = f"topic_id = ? AND part = ? AND due_ms <= ? AND key IN ({marks})"
+                for timer in self._claimed(where, [tid, part, max(keys.values()), *chunk]):
+                    claimed.setdefault((tid, part, str(timer[3].key)), []).append(timer)
+        if claimed:
+            self._appends[start:] = merge(self._appends[start:], claimed)
+
+    def _lower_timer_floor(self, timers: list[tuple[int, str]]) -> None:
+        """Timers were added in this transaction: ``_timer_floor`` covers them."""
+        if self._timer_floor is not None and timers:
+            self._timer_floor = min(self._timer_floor, *(due for due, _ in timers))
 
     # -- progress ---------------------------------------------------------------------------
     async def load_progress(
