@@ -33,6 +33,7 @@ from conveyor.model import DeliveryFormat, Priority, RetryPolicy, SchemaSettings
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
 
 if TYPE_CHECKING:
+    from conveyor.api.schemas import SubscriptionInfo
     from conveyor.client import Client
 
 app = typer.Typer(
@@ -151,6 +152,13 @@ def serve(
         float, typer.Option(help="Seconds of a first ejection (longer for each repeat).")
     ] = 30.0,
     max_ejection_time: Annotated[float, typer.Option(help="Longest ejection, seconds.")] = 300.0,
+    health_overdue_after: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Fail /v1/health once a delayed event is this many seconds overdue (0: never).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -188,6 +196,7 @@ def serve(
         signing_secrets=tuple(secrets),
         locality=_locality(locality),
         health=health,
+        health_overdue_seconds=health_overdue_after,
     )
     try:
         serve_forever(settings)
@@ -580,6 +589,7 @@ def subscription_create(
         _print_json(info)
     else:
         console.print(f"subscription [bold]{name}[/]: {topic} → lambda {lambda_name}")
+        _print_warnings([info])
 
 
 @sub_app.command("list")
@@ -620,6 +630,14 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
             _gate(s),
         )
     console.print(table)
+    _print_warnings(infos)
+
+
+def _print_warnings(infos: list[SubscriptionInfo]) -> None:
+    """What keeps a subscription's events from being delivered (e.g. no endpoints)."""
+    for info in infos:
+        for warning in info.stats.warnings:
+            err.print(f"[bold yellow]warning:[/] subscription {info.subscription.name}: {warning}")
 
 
 def _pattern(text: str | None) -> dict[str, object] | None:

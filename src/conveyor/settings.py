@@ -38,6 +38,9 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
         locality: where this node runs, ``cloud/region/zone``: subscriptions that state no
             locality preference prefer endpoints in its zone, then region, then cloud.
         health: outlier detection and active health probes of endpoints.
+        health_overdue_seconds: ``/v1/health`` fails once a delayed event is overdue by more
+            than this (its timer not fired: a store refusing writes, no dispatch node);
+            0 never fails for it.
     """
 
     store: str = "conveyor.db"
@@ -58,6 +61,7 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     signing_secrets: tuple[str, ...] = ()
     locality: str = ""
     health: HealthPolicy = HealthPolicy()
+    health_overdue_seconds: float = 30.0
 
     @property
     def clustered(self) -> bool:

@@ -10,7 +10,7 @@ import msgspec
 
 from conveyor import __version__
 from conveyor.api.routes import ROUTES, Route
-from conveyor.api.schemas import ErrorResponse
+from conveyor.api.schemas import ErrorResponse, Health
 
 _REF = "#/components/schemas/{name}"
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -88,6 +88,11 @@ def openapi_document() -> dict[str, object]:
     paths: dict[str, dict[str, object]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    # A failing node answers its health with the same body, as 503 (not an error envelope).
+    paths["/v1/health"]["get"]["responses"]["503"] = {  # type: ignore[index]
+        "description": "Failing: ``problems`` says why",
+        "content": {"application/json": {"schema": schemas[Health]}},
+    }
     paths["/openapi.json"] = {
         "get": {
             "summary": "This document",

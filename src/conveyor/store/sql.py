@@ -41,6 +41,7 @@ from conveyor.store.base import (
     Lease,
     NewEvent,
     NodeInfo,
+    OverdueTimers,
     Progress,
     PublishBatchResult,
     Ranges,
@@ -836,6 +837,24 @@ class SqlStore(Store):
         return self._event(name, row), scheduled
 
     # -- timers -----------------------------------------------------------------------------
+    async def overdue_timers(self, due_before_ms: int) -> list[OverdueTimers]:
+        # timers_by_due bounds the scan to the overdue timers: none while timers fire.
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT topic_id, part, count(*), min(due_ms) FROM timers WHERE due_ms < ? "
+                "GROUP BY topic_id, part",
+                (due_before_ms,),
+            )
+        )
+        return [
+            OverdueTimers(name, int(part), int(n), int(oldest))  # type: ignore[call-overload]
+            for tid, part, n, oldest in rows
+            if (name := self._topic_names.get(int(tid))) is not None  # type: ignore[call-overload]
+        ]
+
+    def write_failure(self) -> str | None:
+        return self._commit.failure
+
     async def due_timers(
         self, until_ms: int, limit: int, from_ms: int = 0
     ) -> list[tuple[int, str]]:
