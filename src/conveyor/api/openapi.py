@@ -88,7 +88,7 @@ def openapi_document() -> dict[str, object]:
     paths: dict[str, dict[str, object]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
-    # A failing node answers its health with the same body, as 503 (not an error envelope).
+    # A failing node answers its health with its Health body, not an error envelope.
     paths["/v1/health"]["get"]["responses"]["503"] = {  # type: ignore[index]
         "description": "Failing: ``problems`` says why",
         "content": {"application/json": {"schema": schemas[Health]}},

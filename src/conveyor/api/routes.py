@@ -293,6 +293,7 @@ ROUTES: tuple[Route, ...] = (
         "writes, delayed events overdue)",
         "node",
         response=Health,
+        errors=(503,),
     ),
     Route("GET", "/metrics", metrics, "Prometheus metrics (text format)", "node"),
     Route(
