@@ -112,3 +112,16 @@ def claim_sql(rows: int) -> str:
         "WHERE idempotency.created_ms < excluded.created_ms - ? "
         "RETURNING topic_id, key, event_id"
     )
+
+
+@cache
+def offsets_sql(rows: int) -> str:
+    """Set the offsets of ``rows`` claimed keys of one topic, once their events are appended.
+
+    Parameters: (key, offset) per row, then the topic id.
+    """
+    values = ", ".join(["(?, ?)"] * rows)
+    return (
+        f"UPDATE idempotency SET off = v.column2 FROM (VALUES {values}) AS v "
+        "WHERE idempotency.topic_id = ? AND idempotency.key = v.column1"
+    )

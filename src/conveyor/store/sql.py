@@ -31,7 +31,15 @@ import msgspec
 
 from conveyor.errors import Conflict, ConveyorError, LeaseLost, NotFound, StoreUnavailable
 from conveyor.model import Attempt, Control, Event, Subscription, Topic
-from conveyor.store._claims import PublishOp, ack_of, batch_claims, claim_row, claim_sql
+from conveyor.store._claims import (
+    CLAIM_ROWS,
+    PublishOp,
+    ack_of,
+    batch_claims,
+    claim_row,
+    claim_sql,
+    offsets_sql,
+)
 from conveyor.store.base import (
     CursorState,
     DeliveryRow,
@@ -680,10 +688,10 @@ class SqlStore(Store):
         return result
 
     def _remember_offsets(self, tid: int, idem: list[tuple[NewEvent, Stored]]) -> None:
-        self._xmany(
-            "UPDATE idempotency SET off = ? WHERE topic_id = ? AND key = ?",
-            [(stored.offset, tid, ev.idempotency_key) for ev, stored in idem],
-        )
+        for i in range(0, len(idem), CLAIM_ROWS):
+            chunk = idem[i : i + CLAIM_ROWS]
+            pairs = [(ev.idempotency_key, stored.offset) for ev, stored in chunk]
+            self._x(offsets_sql(len(chunk)), [*chain.from_iterable(pairs), tid])
 
     def _claim_keys(self, ops: Sequence[Callable[[], object]]) -> None:
         """Claim every idempotency key of the batch, in one sorted pass (see _claims.py)."""
