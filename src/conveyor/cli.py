@@ -206,6 +206,22 @@ def serve(
 
 
 @app.command()
+def health(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Ask a node whether it does its job; exit 1 and say why when it does not."""
+    with _session(server) as client:
+        answer = client.health()
+    if as_json:
+        _print_json(answer)
+    elif answer.status == "ok":
+        console.print(f"ok: conveyor {answer.version} on {answer.store}")
+    else:
+        for problem in answer.problems:
+            err.print(f"[bold red]failing:[/] {problem}")
+    if answer.status != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
 def migrate(
     store: Annotated[
         str, typer.Option(help="SQLite file (or sqlite:///path) or postgresql:// URL.")

@@ -18,10 +18,12 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from typer.testing import CliRunner
 
-from conveyor import __version__
+from conveyor import AsyncClient, __version__
 from conveyor.api.app import build_app
 from conveyor.api.schemas import Health, SubscriptionInfo
+from conveyor.cli import app
 from conveyor.clock import FakeClock
 from conveyor.model import Subscription, Topic
 from conveyor.node import Node
@@ -97,6 +99,13 @@ async def test_a_store_that_refuses_writes_fails_the_health_check_until_it_write
     assert problem.startswith("the store refuses writes")
     assert "full" in problem
     assert await gauge(client, "conveyor_store_write_failing") == 1
+    # And so do the SDK and the CLI (which exits 1)
+    url = str(client.make_url(""))
+    async with AsyncClient(url) as sdk:
+        assert (await sdk.health()).problems == [problem]
+    said = await asyncio.to_thread(CliRunner().invoke, app, ["health", "--server", url])
+    assert said.exit_code == 1
+    assert "the store refuses writes" in said.output
 
     # And once the disk has room and a write succeeds, it is healthy again
     await disk_full(node, False)
@@ -104,6 +113,9 @@ async def test_a_store_that_refuses_writes_fails_the_health_check_until_it_write
     assert accepted.status == 201
     assert (await health(client))[0] == 200
     assert await gauge(client, "conveyor_store_write_failing") == 0
+    said = await asyncio.to_thread(CliRunner().invoke, app, ["health", "--server", url])
+    assert said.exit_code == 0
+    assert said.output.startswith("ok:")
 
 
 async def test_delayed_events_stuck_by_a_full_disk_are_counted_and_fail_the_health_check(
