@@ -16,7 +16,7 @@ from test_store_adapters import DEDUP_MS, NOW_MS, ORDERS, event
 
 from conveyor.errors import Conflict
 from conveyor.node import open_store
-from conveyor.store.base import PublishBatchResult, Store
+from conveyor.store.base import NewEvent, PublishBatchResult, Store
 
 ROUNDS = 6
 KEYS_PER_ROUND = 50  # each round's publishes share group-committed transactions
@@ -116,3 +116,29 @@ async def test_a_lost_race_fails_no_other_publish_of_its_transaction(
     assert duplicate.stored[0].duplicate
     assert duplicate.appended == []
     assert await b.log_ends(ORDERS) == [1, 2, 0, 0, 0, 0]
+
+
+async def test_batches_sharing_keys_raced_through_two_nodes_store_each_key_once(
+    two_nodes: tuple[Store, Store],
+) -> None:
+    a, b = two_nodes
+    keys = [f"k{i}" for i in range(20)]
+
+    def batch(order: list[str]) -> list[NewEvent]:
+        return [event(i % 2, idempotency_key=k, digest=b"same") for i, k in enumerate(order)]
+
+    # When the same keys go to both nodes at once, in batches of opposite key order
+    results = await asyncio.gather(
+        *(node.publish(ORDERS, batch(order), NOW_MS, DEDUP_MS)
+          for _ in range(3)
+          for node, order in ((a, keys), (b, keys[::-1]))),
+    )  # fmt: skip
+
+    # Then every key was stored once, and every answer for a key names that one event
+    ids_by_key: dict[str, set[str]] = {}
+    for result, order in zip(results, [keys, keys[::-1]] * 3, strict=True):
+        for key, stored in zip(order, result.stored, strict=True):
+            ids_by_key.setdefault(key, set()).add(stored.id)
+    assert all(len(ids) == 1 for ids in ids_by_key.values()), ids_by_key
+    logged = await logged_ids(a)
+    assert sorted(logged) == sorted(next(iter(ids)) for ids in ids_by_key.values())
