@@ -42,6 +42,7 @@ from conveyor.model import DeliveryFormat, Priority, RetryPolicy, SchemaSettings
 from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
 
 if TYPE_CHECKING:
+    from conveyor.api.schemas import SubscriptionInfo
     from conveyor.client import Client
 
 app = typer.Typer(
@@ -174,6 +175,13 @@ def serve(
             min=0.0,
         ),
     ] = 0.1,
+    health_overdue_after: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Fail /v1/health once a delayed event is this many seconds overdue (0: never).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run a Conveyor node: the HTTP API, the scheduler, flow control and delivery.
 
@@ -214,12 +222,29 @@ def serve(
         connections=connection_limits(idle_timeout, header_timeout, max_connections),
         timer_window_seconds=timer_window,
         timer_lead_seconds=timer_lead,
+        health_overdue_seconds=health_overdue_after,
     )
     try:
         serve_forever(settings)
     except (ConveyorError, ValueError, OSError) as e:
         err.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(1) from e
+
+
+@app.command()
+def health(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Ask a node whether it does its job; exit 1 and say why when it does not."""
+    with _session(server) as client:
+        answer = client.health()
+    if as_json:
+        _print_json(answer)
+    elif answer.status == "ok":
+        console.print(f"ok: conveyor {answer.version} on {answer.store}")
+    else:
+        for problem in answer.problems:
+            err.print(f"[bold red]failing:[/] {problem}")
+    if answer.status != "ok":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -629,6 +654,7 @@ def subscription_create(
         _print_json(info)
     else:
         console.print(f"subscription [bold]{name}[/]: {topic} → lambda {lambda_name}")
+        _print_warnings([info])
 
 
 @sub_app.command("list")
@@ -669,6 +695,14 @@ def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> 
             _gate(s),
         )
     console.print(table)
+    _print_warnings(infos)
+
+
+def _print_warnings(infos: list[SubscriptionInfo]) -> None:
+    """What keeps a subscription's events from being delivered (e.g. no endpoints)."""
+    for info in infos:
+        for warning in info.stats.warnings:
+            err.print(f"[bold yellow]warning:[/] subscription {info.subscription.name}: {warning}")
 
 
 def _pattern(text: str | None) -> dict[str, object] | None:

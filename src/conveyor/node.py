@@ -32,6 +32,7 @@ from conveyor.flow.status import StatusService
 from conveyor.frontend.publish import PublishService
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.metrics import Metrics
+from conveyor.node_health import NodeHealth
 from conveyor.scheduler.timers import TimerService
 from conveyor.settings import NodeSettings
 from conveyor.store.base import Endpoint, Store
@@ -134,7 +135,16 @@ class Node(AsyncResource):
             dedup_window=settings.dedup_window_seconds,
             registry=self.registry,
         )
-        self.status = StatusService(self.store, self.catalog, self.dispatcher, self.clock)
+        self.status = StatusService(
+            self.store, self.catalog, self.dispatcher, self.clock, pool=self.pool
+        )
+        self.health = NodeHealth(
+            self.store,
+            self.status,
+            self.metrics,
+            self.clock,
+            overdue_after=settings.health_overdue_seconds,
+        )
         self.dead_letters = DeadLetters(
             self.store, self.catalog, self.clock, on_redrive=self.dispatcher.redrive_requested
         )

@@ -60,6 +60,9 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
             locality preference prefer endpoints in its zone, then region, then cloud.
         health: outlier detection and active health probes of endpoints.
         connections: idle and header timeouts and the most connections of the HTTP API.
+        health_overdue_seconds: ``/v1/health`` fails once a delayed event is overdue by more
+            than this (its timer not fired: a store refusing writes, no dispatch node);
+            0 never fails for it.
     """
 
     store: str = "conveyor.db"
@@ -81,6 +84,7 @@ class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):
     locality: str = ""
     health: HealthPolicy = HealthPolicy()
     connections: ConnectionLimits = ConnectionLimits()
+    health_overdue_seconds: float = 30.0
 
     @property
     def clustered(self) -> bool:

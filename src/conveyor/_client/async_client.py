@@ -123,9 +123,11 @@ class AsyncClient(ReleaseMethods, AsyncResource):
         """Ask the node for its health.
 
         Returns:
-            Its status, version and store.
+            Its status (``ok``, or ``failing`` with the ``problems`` that make it fail:
+            the store refuses writes, delayed events are overdue), version and store.
         """
-        return self._http.decode(await self._http.request("GET", ["health"]), _HEALTH)
+        answer = await self._http.request("GET", ["health"], also_ok=(503,))
+        return self._http.decode(answer, _HEALTH)
 
     async def create_topic(
         self,

@@ -76,6 +76,7 @@ class HttpSession:
         body: msgspec.Struct | None = None,
         *,
         query: Mapping[str, str] | None = None,
+        also_ok: tuple[int, ...] = (),
     ) -> Answer:
         """Send one request and return its answer when it succeeded.
 
@@ -84,6 +85,8 @@ class HttpSession:
             path: the segments after ``/v1``, unencoded.
             body: the JSON body, if any.
             query: query parameters, unencoded.
+            also_ok: error statuses whose body is the answer, not an error (a failing
+                node's health, 503).
 
         Raises:
             ConveyorError: the answer was an error (the subclass its status stands for), or
@@ -112,7 +115,7 @@ class HttpSession:
             raise ConveyorError(message) from e
         except aiohttp.ClientError as e:
             raise ConveyorError(f"cannot reach Conveyor at {self.base_url}: {e}") from e
-        if response.status >= 400:
+        if response.status >= 400 and response.status not in also_ok:
             raise error_from_answer(
                 response.status, content, resource=url.path, retry_after=retry_after
             )

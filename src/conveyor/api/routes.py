@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import msgspec
@@ -32,12 +33,14 @@ from conveyor.api.schemas import (
 )
 from conveyor.delivery.endpoints import EndpointState
 from conveyor.delivery.transcode import check_format
-from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.errors import Conflict, ConveyorError, InvalidRequest, NotFound
 from conveyor.frontend.formats import relocate, requests_from_http
 from conveyor.model import NAME_PATTERN, Subscription, Topic, is_valid_name
 from conveyor.node import Node
 
 __all__ = ["NODE", "ROUTES", "Route"]
+
+log = logging.getLogger("conveyor.api")
 
 
 def _same_name(path_name: str, body_name: str) -> None:
@@ -52,11 +55,19 @@ def _same_name(path_name: str, body_name: str) -> None:
 # -- node -------------------------------------------------------------------------------------
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return _json(Health(status="ok", version=__version__, store=node.store.name))
+    problems = await node.health.problems()
+    status = "failing" if problems else "ok"
+    answer = Health(status=status, version=__version__, store=node.store.name, problems=problems)
+    return _json(answer, 503 if problems else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[NODE].metrics.registry
+    node = request.app[NODE]
+    try:
+        await node.health.refresh_gauges()
+    except ConveyorError as e:  # the other metrics are still worth a scrape
+        log.warning("refreshing the backlog gauges failed: %s", e)
+    registry = node.metrics.registry
     return web.Response(
         body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -280,7 +291,16 @@ async def list_lambdas(request: web.Request) -> web.Response:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/health", health, "The node's health", "node", response=Health),
+    Route(
+        "GET",
+        "/v1/health",
+        health,
+        "The node's health: 200 ok, or 503 failing with the problems (the store refuses "
+        "writes, delayed events overdue)",
+        "node",
+        response=Health,
+        also=(503,),
+    ),
     Route("GET", "/metrics", metrics, "Prometheus metrics (text format)", "node"),
     Route(
         "POST",

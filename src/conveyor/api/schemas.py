@@ -120,18 +120,25 @@ class SubscriptionStats(msgspec.Struct):
     """Live figures of one subscription on the node that answers.
 
     Attributes:
-        backlog: events in the log not yet finished (pending, running or blocked).
+        backlog: events not yet finished: in the log (pending, running or blocked),
+            waiting for a retry (``retrying``), and delayed events past their due time that
+            the timers have not appended yet (``overdue``). The autoscaler reads it.
         in_flight: events pushed and not yet answered.
         retrying: events waiting for a retry.
         dead: events that went dead.
         oldest_pending_age: seconds since the oldest unfinished event became due (its
-            publish, or its deliver_at for a delayed one).
-        backlog_by_priority: the backlog of each priority lane.
+            publish, or its deliver_at for a delayed one, overdue ones included).
+        backlog_by_priority: the backlog of each priority lane (retrying events are not in
+            a lane: they wait for their retry time, not their turn).
         dropped: events dropped unpushed (purged backlog and purged dead letters).
         filtered: events that did not match the subscription's filter (never pushed).
         paused: whether pushes are paused.
         held: events fired ahead of their deliver_at, held in memory until it.
         concurrency: the adaptive concurrency limiter on the answering node.
+        overdue: delayed events past their due time still in the timer store (the timers
+            are not firing: a store refusing writes, no dispatch node).
+        warnings: what keeps its events from being delivered, e.g. ``no endpoints`` (its
+            lambda has no live endpoint registered): empty when nothing does.
     """
 
     backlog: int = 0
@@ -145,6 +152,8 @@ class SubscriptionStats(msgspec.Struct):
     paused: bool = False
     held: int = 0
     concurrency: ConcurrencyView | None = None
+    overdue: int = 0
+    warnings: list[str] = msgspec.field(default_factory=list)
 
 
 class ConcurrencyView(msgspec.Struct):
@@ -362,11 +371,20 @@ class ErrorResponse(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    """The node's health."""
+    """The node's health: ``ok`` (answered 200), or ``failing`` (503) with the problems.
+
+    Attributes:
+        status: ``ok`` or ``failing``.
+        version: Conveyor's version.
+        store: the store's kind.
+        problems: why it is failing: the store refuses writes, delayed events are overdue
+            beyond the threshold (``--health-overdue-after``), the store cannot be read.
+    """
 
     status: str
     version: str
     store: str
+    problems: list[str] = msgspec.field(default_factory=list)
 
 
 __all__ = [

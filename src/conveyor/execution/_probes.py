@@ -28,7 +28,7 @@ class LambdaLoad:
     """A lambda's load as the platform reports it.
 
     Attributes:
-        backlog: unfinished events of its unpaused subscriptions.
+        backlog: unfinished events of its unpaused subscriptions (retrying ones included).
         oldest_age: seconds the oldest of them has waited, if any.
         endpoints: push URLs of its registered endpoints (when asked for).
     """

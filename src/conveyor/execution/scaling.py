@@ -102,8 +102,8 @@ class Sample:
     """What the supervisor saw at one instant.
 
     Attributes:
-        backlog: unfinished events of the lambda's (unpaused) subscriptions, in flight
-            included.
+        backlog: unfinished events of the lambda's (unpaused) subscriptions, in flight,
+            retrying and delayed events past due included (the subscriptions' ``backlog``).
         running: handler calls running in the lambda's processes.
         oldest_age: seconds the oldest unfinished event has waited, if any.
         completed: handler calls finished by the lambda's processes since the supervisor

@@ -21,10 +21,19 @@ from conveyor.api.schemas import (
 )
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
+from conveyor.delivery.endpoints import EndpointPool
 from conveyor.errors import NotFound
 from conveyor.flow.dispatcher import Dispatcher
-from conveyor.model import AttemptOutcome, DeliveryState, Event, Priority, Subscription, lane_of
-from conveyor.store.base import CursorState, DeliveryRow, Store
+from conveyor.model import (
+    AttemptOutcome,
+    DeliveryState,
+    Event,
+    Priority,
+    Subscription,
+    Topic,
+    lane_of,
+)
+from conveyor.store.base import CursorState, DeliveryRow, OverdueTimers, Store
 
 
 def _dt(ms: int | None) -> datetime | None:
@@ -70,15 +79,22 @@ class StatusService:
         catalog: topics and subscriptions.
         dispatcher: the runners of this node.
         clock: the source of time.
+        pool: the endpoints of every lambda (a subscription whose lambda has none is told).
     """
 
     def __init__(
-        self, store: Store, catalog: Catalog, dispatcher: Dispatcher, clock: Clock
+        self,
+        store: Store,
+        catalog: Catalog,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        pool: EndpointPool | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._dispatcher = dispatcher
         self._clock = clock
+        self._pool = pool
 
     async def event(self, event_id: str) -> EventView:
         """An event with its state for every subscription of its topic.
@@ -162,13 +178,21 @@ class StatusService:
             NotFound: no such subscription.
         """
         sub = self._catalog.subscription(name)
-        return SubscriptionInfo(sub, await self._stats(sub))
+        return SubscriptionInfo(sub, await self._stats(sub, await self._overdue()))
 
     async def subscriptions(self) -> list[SubscriptionInfo]:
         """Every subscription with its live figures."""
-        return [SubscriptionInfo(s, await self._stats(s)) for s in self._catalog.subscriptions()]
+        overdue = await self._overdue()
+        return [
+            SubscriptionInfo(s, await self._stats(s, overdue))
+            for s in self._catalog.subscriptions()
+        ]
 
-    async def _stats(self, sub: Subscription) -> SubscriptionStats:
+    async def _overdue(self) -> list[OverdueTimers]:
+        # Past due and still a timer: every subscription of the topic owes it a delivery.
+        return await self._store.overdue_timers(to_ms(self._clock.now()))
+
+    async def _stats(self, sub: Subscription, overdue: list[OverdueTimers]) -> SubscriptionStats:
         # Committed progress covers every partition (those other nodes dispatch included);
         # this node's runner knows its own partitions more recently, and wins for them.
         counts = await self._store.count_rows(sub.name)
@@ -195,8 +219,11 @@ class StatusService:
                 if state.cursor < end:
                     unfinished.append((partition, state.cursor))
             lanes[lane_of(partition, topic.partitions).value] += backlog or 0
-        stats.backlog = sum(lanes.values())
+        oldest = _count_overdue(stats, topic, overdue, lanes)
+        # Retrying events are unfinished work too (the autoscaler reads this figure).
+        stats.backlog = sum(lanes.values()) + stats.retrying
         stats.backlog_by_priority = lanes
+        stats.warnings = self._warnings(sub)
         if runner is not None:
             live = runner.stats()
             stats.in_flight = live.in_flight
@@ -211,7 +238,6 @@ class StatusService:
                 min_rtt_ms=None if limiter.min_rtt is None else limiter.min_rtt * 1000,
                 recent_rtt_ms=None if limiter.recent_rtt is None else limiter.recent_rtt * 1000,
             )
-        oldest: int | None = None
         for partition, cursor in unfinished:
             events = await self._store.read_log(topic, partition, cursor, 1)
             if events:
@@ -220,3 +246,26 @@ class StatusService:
         if oldest is not None:
             stats.oldest_pending_age = max(0.0, self._clock.now() - oldest / 1000)
         return stats
+
+    def _warnings(self, sub: Subscription) -> list[str]:
+        if self._pool is None or self._pool.endpoints(sub.lambda_name):
+            return []
+        return [
+            f"no endpoints: lambda {sub.lambda_name!r} has no live endpoint registered, so "
+            "nothing is delivered and the backlog grows (start a worker for it)"
+        ]
+
+
+def _count_overdue(
+    stats: SubscriptionStats, topic: Topic, overdue: list[OverdueTimers], lanes: dict[str, int]
+) -> int | None:
+    """Add the topic's overdue timers to the stats and lanes; the oldest one's due time."""
+    oldest: int | None = None
+    for timers in overdue:
+        if timers.topic != topic.name:
+            continue
+        stats.overdue += timers.count
+        lanes[lane_of(timers.partition, topic.partitions).value] += timers.count
+        if oldest is None or timers.oldest_due_ms < oldest:
+            oldest = timers.oldest_due_ms
+    return oldest

@@ -91,6 +91,17 @@ class PublishBatchResult:
     timers: list[tuple[int, str]]  # (due_ms, event id) added to the timer store
 
 
+@dataclass(slots=True, frozen=True)
+class OverdueTimers:
+    """Delayed events of one topic partition past their due time and still in the timer
+    store (not appended to the log: the timers are not firing)."""
+
+    topic: str
+    partition: int
+    count: int
+    oldest_due_ms: int
+
+
 class DeliveryRow(msgspec.Struct):
     """The sparse state of one event for one subscription.
 
@@ -425,6 +436,15 @@ class Store(AsyncResource):
         Returns the appended events; ids no longer in the timer store are skipped.
         """
 
+    @abc.abstractmethod
+    async def overdue_timers(self, due_before_ms: int) -> list[OverdueTimers]:
+        """The timers due before ``due_before_ms`` and not fired, per topic partition."""
+
+    def write_failure(self) -> str | None:
+        """Why the last group-committed transaction failed, while none has succeeded since
+        (the store refuses writes: a full disk, a lost database); ``None`` when writing."""
+        return None
+
     # -- progress -------------------------------------------------------------------------
     @abc.abstractmethod
     async def load_progress(
@@ -651,6 +671,7 @@ class GroupCommit:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.failure: str | None = None  # the last commit's error, until one succeeds
 
     def start(self) -> None:
         """Start the committing task on the running loop."""
@@ -694,10 +715,12 @@ class GroupCommit:
                 e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"commit failed: {e}")
             )
             error.__cause__ = e
+            self.failure = str(error)
             for op in batch:
                 if not op.future.done():
                     op.future.set_exception(error)
             return
+        self.failure = None
         for op, result in zip(batch, results, strict=True):
             if op.future.done():
                 continue

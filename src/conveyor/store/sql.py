@@ -24,12 +24,22 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import chain
 from typing import Protocol, TypeVar
 
 import msgspec
 
 from conveyor.errors import Conflict, ConveyorError, LeaseLost, NotFound, StoreUnavailable
 from conveyor.model import Attempt, Control, Event, Subscription, Topic
+from conveyor.store._claims import (
+    CLAIM_ROWS,
+    PublishOp,
+    ack_of,
+    batch_claims,
+    claim_row,
+    claim_sql,
+    offsets_sql,
+)
 from conveyor.store._key_order import Claimed, Lane, keyed_bound, keyed_dues, merge
 from conveyor.store._specs import decode_spec
 from conveyor.store.base import (
@@ -41,6 +51,7 @@ from conveyor.store.base import (
     Lease,
     NewEvent,
     NodeInfo,
+    OverdueTimers,
     Progress,
     PublishBatchResult,
     Ranges,
@@ -161,6 +172,8 @@ class SqlStore(Store):
         self._after_appends: list[Callable[[], None]] = []
         self._txn_keys: dict[tuple[int, str], tuple[Stored, bytes | None]] = {}
         self._timer_floor: int | None = None  # the open transaction's MIN(due_ms) of timers
+        # The keys this transaction claimed, with the id of the event that may use each.
+        self._claims: dict[tuple[int, str], str] = {}
         self._topic_ids: dict[str, int] = {}
         self._topic_names: dict[int, str] = {}
         self._closed = False
@@ -309,11 +322,14 @@ class SqlStore(Store):
         # Invariant: an operation raises a ConveyorError (bad request, conflict) only before it
         # writes anything, so such an error fails that operation alone with no savepoint (its
         # queued appends are dropped). Any other error fails the whole transaction.
+        # Idempotency keys are the exception: claimed before any operation runs (see
+        # _claims.py), a failing operation's claims are given up again.
         results: list[object] = []
         self._appends, self._after_appends, self._txn_keys = [], [], {}
         self._timer_floor = None  # read again in each transaction: other nodes add timers
         try:
             self._x(self.begin_sql)
+            self._claim_keys(ops)
             for op in ops:
                 queued, hooks = len(self._appends), len(self._after_appends)
                 try:
@@ -321,6 +337,7 @@ class SqlStore(Store):
                 except ConveyorError as e:
                     del self._appends[queued:]
                     del self._after_appends[hooks:]
+                    self._give_up_claims(op)
                     results.append(e)
             self._write_appends()
             for hook in self._after_appends:
@@ -334,6 +351,7 @@ class SqlStore(Store):
             raise
         finally:
             self._appends, self._after_appends, self._txn_keys = [], [], {}
+            self._claims = {}
         return results
 
     def _reopen_if_broken(self) -> None:
@@ -636,7 +654,7 @@ class SqlStore(Store):
     async def publish(
         self, topic: Topic, events: Sequence[NewEvent], now_ms: int, dedup_ms: int
     ) -> PublishBatchResult:
-        return await self._commit.submit(lambda: self._publish(topic, events, now_ms, dedup_ms))
+        return await self._commit.submit(PublishOp(self._publish, topic, events, now_ms, dedup_ms))
 
     def _publish(
         self, topic: Topic, events: Sequence[NewEvent], now_ms: int, dedup_ms: int
@@ -649,12 +667,7 @@ class SqlStore(Store):
         seen: dict[tuple[int, str], tuple[Stored, bytes | None]] = {}
         for index, ev in enumerate(events):
             if ev.idempotency_key is not None:
-                key = (tid, ev.idempotency_key)
-                prior = (
-                    seen.get(key)
-                    or self._txn_keys.get(key)
-                    or self._idempotent(tid, ev.idempotency_key, now_ms - dedup_ms)
-                )
+                prior = self._prior(tid, ev, seen, now_ms, dedup_ms)
                 if prior is not None:
                     first, digest = prior
                     if digest != ev.digest:
@@ -667,21 +680,21 @@ class SqlStore(Store):
                     )
                     continue
             attrs = None if ev.attributes is None else _json(ev.attributes)
+            stored = ack_of(ev, now_ms)
             if ev.delayed:
-                due = ev.deliver_at_ms or now_ms
+                due = ev.deliver_at_ms or now_ms  # = stored.deliver_at_ms
                 timer_rows.append(
                     (ev.id, tid, ev.partition, due, ev.key, attrs, ev.payload, ev.publish_ms,
                      ev.schema_id)
                 )  # fmt: skip
                 result.timers.append((due, ev.id))
-                stored = Stored(ev.id, None, None, due)
             else:
-                stored = Stored(ev.id, ev.partition, None, ev.deliver_at_ms)
                 # Offsets are assigned at the end of the transaction (_write_appends).
                 self._appends.append((tid, ev, attrs, topic.name, stored, result.appended))
             if ev.idempotency_key is not None:
                 seen[(tid, ev.idempotency_key)] = (stored, ev.digest)
-                idem.append((ev, stored))
+                if not ev.delayed:
+                    idem.append((ev, stored))
             result.stored.append(stored)
         # Nothing below raises a ConveyorError: the operation is now certain to be kept.
         self._txn_keys.update(seen)
@@ -692,25 +705,77 @@ class SqlStore(Store):
             self._xmany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", timer_rows)
             self._lower_timer_floor(result.timers)
         if idem:
-            # Written once the offsets are known (the key remembers where the event went).
-            self._after_appends.append(partial(self._remember_keys, tid, idem, now_ms))
+            # Once the offsets are known, the claimed keys learn where their events went.
+            self._after_appends.append(partial(self._remember_offsets, tid, idem))
         return result
 
-    def _remember_keys(self, tid: int, idem: list[tuple[NewEvent, Stored]], now_ms: int) -> None:
-        idem_rows = [
-            (tid, ev.idempotency_key, ev.id, stored.partition, stored.offset,
-             stored.deliver_at_ms, ev.digest, now_ms)
-            for ev, stored in idem
-        ]  # fmt: skip
-        if idem_rows:
-            self._xmany(
-                "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (topic_id, key) DO UPDATE SET event_id = excluded.event_id, "
-                "part = excluded.part, off = excluded.off, "
-                "deliver_at_ms = excluded.deliver_at_ms, digest = excluded.digest, "
-                "created_ms = excluded.created_ms",
-                idem_rows,
-            )
+    def _remember_offsets(self, tid: int, idem: list[tuple[NewEvent, Stored]]) -> None:
+        for i in range(0, len(idem), CLAIM_ROWS):
+            chunk = idem[i : i + CLAIM_ROWS]
+            pairs = [(ev.idempotency_key, stored.offset) for ev, stored in chunk]
+            self._x(offsets_sql(len(chunk)), [*chain.from_iterable(pairs), tid])
+
+    def _claim_keys(self, ops: Sequence[Callable[[], object]]) -> None:
+        """Claim every idempotency key of the batch, in one sorted pass (see _claims.py)."""
+        self._claims = {}
+        for dedup_ms, rows in batch_claims(ops, self._topic_ids.get):
+            won = self._x(claim_sql(len(rows)), [*chain.from_iterable(rows), dedup_ms])
+            for tid, key, event_id in won.fetchall():
+                self._claims[(int(tid), str(key))] = str(event_id)  # type: ignore[call-overload]
+
+    def _give_up_claims(self, op: Callable[[], object]) -> None:
+        """Delete the keys a failed publish claimed: it stored nothing, so they are free."""
+        if not isinstance(op, PublishOp):
+            return
+        tid = self._topic_ids.get(op.topic.name)
+        for ev in op.events:
+            if tid is None or ev.idempotency_key is None:
+                continue
+            key = (tid, ev.idempotency_key)
+            if self._claims.get(key) == ev.id:
+                del self._claims[key]
+                self._x(
+                    "DELETE FROM idempotency WHERE topic_id = ? AND key = ? AND event_id = ?",
+                    (tid, ev.idempotency_key, ev.id),
+                )
+
+    def _prior(
+        self,
+        tid: int,
+        ev: NewEvent,
+        seen: dict[tuple[int, str], tuple[Stored, bytes | None]],
+        now_ms: int,
+        dedup_ms: int,
+    ) -> tuple[Stored, bytes | None] | None:
+        """The first publish of ``ev``'s key, or ``None`` when ``ev`` is it."""
+        assert ev.idempotency_key is not None
+        key = (tid, ev.idempotency_key)
+        prior = seen.get(key) or self._txn_keys.get(key)
+        if prior is None and self._claims.get(key) != ev.id:
+            prior = self._claimed_elsewhere(tid, ev, now_ms, dedup_ms)
+        return prior
+
+    def _claimed_elsewhere(
+        self, tid: int, ev: NewEvent, now_ms: int, dedup_ms: int
+    ) -> tuple[Stored, bytes | None] | None:
+        """The first publish of a key this transaction did not claim first, if it is live.
+
+        ``None`` means that ``ev`` now holds the key: its claimant in this batch failed (or it
+        came in after the batch's claims, a dead letter), and the key is claimed here, alone.
+        """
+        assert ev.idempotency_key is not None
+        prior = self._idempotent(tid, ev.idempotency_key, now_ms - dedup_ms)
+        if prior is not None:
+            return prior
+        won = self._x(claim_sql(1), [*claim_row(tid, ev, now_ms), dedup_ms]).fetchall()
+        if won:
+            self._claims[(tid, ev.idempotency_key)] = ev.id
+            return None
+        # Not claimed, so a live row committed meanwhile: it is the answer.
+        prior = self._idempotent(tid, ev.idempotency_key, now_ms - dedup_ms)
+        if prior is None:
+            raise StoreUnavailable(f"idempotency key {ev.idempotency_key!r} is being changed")
+        return prior
 
     def _idempotent(self, tid: int, key: str, cutoff_ms: int) -> tuple[Stored, bytes | None] | None:
         row = self._x(
@@ -802,6 +867,24 @@ class SqlStore(Store):
         return self._event(name, row), scheduled
 
     # -- timers -----------------------------------------------------------------------------
+    async def overdue_timers(self, due_before_ms: int) -> list[OverdueTimers]:
+        # timers_by_due bounds the scan to the overdue timers: none while timers fire.
+        rows = await self._in_reader(
+            lambda: self._read(
+                "SELECT topic_id, part, count(*), min(due_ms) FROM timers WHERE due_ms < ? "
+                "GROUP BY topic_id, part",
+                (due_before_ms,),
+            )
+        )
+        return [
+            OverdueTimers(name, int(part), int(n), int(oldest))  # type: ignore[call-overload]
+            for tid, part, n, oldest in rows
+            if (name := self._topic_names.get(int(tid))) is not None  # type: ignore[call-overload]
+        ]
+
+    def write_failure(self) -> str | None:
+        return self._commit.failure
+
     async def due_timers(
         self, until_ms: int, limit: int, from_ms: int = 0
     ) -> list[tuple[int, str]]:
