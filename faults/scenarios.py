@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import time
 
@@ -126,10 +125,7 @@ def _suite(short: bool) -> list[Scenario]:
             every=(1.5, 2.5) if short else (3.0, 5.0),
             store="postgres",
             nodes=2,
-            # Short: no delays. Timers on two nodes are a finding of the long run (each node
-            # fires the timers it committed: a key's events due at once, or a node killed,
-            # come out of order), not one of the defects the short run stands guard over.
-            load=dataclasses.replace(load, delayed_keys=0.0, delayed=0.0) if short else load,
+            load=load,
             fan_out=True,
             quiet=20.0,
             serve_args=("--lease-ttl", LEASE_TTL),
