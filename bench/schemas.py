@@ -30,8 +30,9 @@ import msgspec
 
 from bench.drain import machine, run, write_doc
 from conveyor.api.schemas import PublishRequest
-from conveyor.frontend.registry import protobuf
+from conveyor.codecs import protobuf
 from conveyor.frontend.registry.avro_json import to_json_schema
+from conveyor.frontend.registry.proto_json import to_json_schema as proto_json_schema
 from conveyor.frontend.validation import check_payload, compile_schema
 
 EVENT: dict[str, object] = {
@@ -115,7 +116,7 @@ def in_process() -> dict[str, float]:
         check_payload(avro_validator, msgspec.json.encode(value))
 
     proto_schema = protobuf.parse(PROTO)
-    proto_validator = compile_schema(protobuf.to_json_schema(proto_schema))
+    proto_validator = compile_schema(proto_json_schema(proto_schema))
     proto_bytes = protobuf.encode(proto_schema, EVENT)
 
     def from_protobuf() -> None:

@@ -23,8 +23,8 @@ from conveyor.api.app import build_app
 from conveyor.api.schemas import EventView, PublishResult
 from conveyor.cli import app
 from conveyor.client import AsyncClient, Client
+from conveyor.codecs import protobuf
 from conveyor.errors import InvalidRequest
-from conveyor.frontend.registry import protobuf
 from conveyor.model import Priority, SchemaSettings, SchemaType, Topic
 from conveyor.node import Node
 from dead_letters_platform import Rig, ThreadedPlatform, dead_letter_rig

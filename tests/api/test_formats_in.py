@@ -29,8 +29,8 @@ from conveyor.api.schemas import (
     PublishResult,
 )
 from conveyor.clock import FakeClock
-from conveyor.frontend.cloudevents import to_cloudevent
-from conveyor.frontend.registry import protobuf
+from conveyor.codecs import protobuf
+from conveyor.codecs.cloudevents import to_cloudevent
 from conveyor.model import Priority, SchemaSettings, SchemaType, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings

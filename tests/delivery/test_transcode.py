@@ -17,6 +17,7 @@ from aiohttp import web
 
 from conveyor.catalog import Catalog
 from conveyor.clock import FakeClock
+from conveyor.codecs import protobuf
 from conveyor.delivery.endpoints import EndpointState
 from conveyor.delivery.protocol import (
     AVRO_CONTENT_TYPE,
@@ -31,7 +32,6 @@ from conveyor.delivery.protocol import (
 from conveyor.delivery.push import Pusher
 from conveyor.delivery.transcode import Transcoder, Unencodable, check_format
 from conveyor.errors import InvalidRequest
-from conveyor.frontend.registry import protobuf
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.model import (
     DeliveryFormat,

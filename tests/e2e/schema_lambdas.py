@@ -15,7 +15,7 @@ import msgspec
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
 from conveyor import EventContext, Lambda
-from conveyor.frontend.registry import protobuf
+from conveyor.codecs import protobuf
 
 AVRO_V1: dict[str, object] = {
     "type": "record",

@@ -18,7 +18,7 @@ import pytest
 from schema_lambdas import AVRO_TOPIC, AVRO_V1, AVRO_V2, PROTO, PROTO_TOPIC, SUBSCRIPTIONS
 
 from conftest import Platform, wait_for
-from conveyor.frontend.registry import protobuf
+from conveyor.codecs import protobuf
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,9 @@ import pydantic
 import pytest
 from aiohttp import web
 
+from conveyor.codecs import protobuf
+from conveyor.codecs.avro import AvroCodec
+from conveyor.codecs.envelope import cloud_event
 from conveyor.delivery.protocol import (
     AVRO_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
@@ -22,11 +25,9 @@ from conveyor.delivery.protocol import (
     PushRequest,
     PushResult,
 )
-from conveyor.delivery.transcode import AvroCodec, cloud_event
 from conveyor.execution import EventContext, Lambda
 from conveyor.execution._payload import CanonicalDecoder
 from conveyor.execution._schemas import SchemaCache, SchemaFetchError
-from conveyor.frontend.registry import protobuf
 from conveyor.model import DeliveryFormat, Event, Outcome
 
 PUBLISHED_MS = 1_700_000_000_000

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from conveyor.clock import FakeClock
+from conveyor.codecs import protobuf
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
-from conveyor.frontend.registry import protobuf
 from conveyor.frontend.registry import registry as registry_module
 from conveyor.frontend.registry.modes import Compatibility
 from conveyor.frontend.registry.registry import SchemaRegistry

@@ -37,6 +37,13 @@ import math
 
 import msgspec
 
+# The push's content types are the codecs' media types (re-exported, see __all__).
+from conveyor.codecs.media import (
+    AVRO_CONTENT_TYPE,
+    CLOUDEVENTS_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE,
+)
 from conveyor.model import Outcome
 
 PUSH_PATH = "/conveyor/push"
@@ -48,11 +55,6 @@ HEADROOM_SHARE = 0.1
 MAX_HEADROOM = 0.5
 """The worker stops its handlers this much before the platform's timeout (a share of it, at
 most ``MAX_HEADROOM`` seconds), so that its answer is back in time."""
-
-JSON_CONTENT_TYPE = "application/json"
-AVRO_CONTENT_TYPE = "application/vnd.apache.avro"
-PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
-CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 
 
 class PushEvent(msgspec.Struct, gc=False, omit_defaults=True):
@@ -151,3 +153,24 @@ def parse_timeout(value: str | None) -> float | None:
 push_request_encoder = msgspec.json.Encoder()
 push_request_decoder = msgspec.json.Decoder(PushRequest)
 push_response_decoder = msgspec.json.Decoder(PushResponse)
+
+__all__ = [
+    "AVRO_CONTENT_TYPE",
+    "CLOUDEVENTS_CONTENT_TYPE",
+    "HEADROOM_SHARE",
+    "JSON_CONTENT_TYPE",
+    "MAX_HEADROOM",
+    "PROTOBUF_CONTENT_TYPE",
+    "PUSH_PATH",
+    "SUBSCRIPTION_HEADER",
+    "TIMEOUT_HEADER",
+    "PushEvent",
+    "PushRequest",
+    "PushResponse",
+    "PushResult",
+    "handler_budget",
+    "parse_timeout",
+    "push_request_decoder",
+    "push_request_encoder",
+    "push_response_decoder",
+]

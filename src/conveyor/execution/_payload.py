@@ -14,8 +14,8 @@ The decoder is chosen once, when the handler is registered:
 
 A push carries JSON, binary data (Avro or Protobuf, in the subscription's chosen encoding) or
 a CloudEvent wrapping either (see :mod:`conveyor.delivery.protocol`). Binary data is decoded
-with its registry schema into its canonical JSON form, then like JSON: a handler sees the same
-value whatever the encoding its subscription chose.
+with its registry schema into its canonical JSON form (:mod:`conveyor.codecs`), then like
+JSON: a handler sees the same value whatever the encoding its subscription chose.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from typing import Annotated, Any, TypeAlias, get_args, get_origin
 
 import msgspec
 
-from conveyor.delivery.protocol import (
+from conveyor.codecs.envelope import read_cloud_event
+from conveyor.codecs.media import (
     AVRO_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
-    PushEvent,
 )
+from conveyor.delivery.protocol import PushEvent
 
 JsonDecoder: TypeAlias = Callable[[bytes], object]
 """JSON bytes to the declared type."""
@@ -48,7 +49,6 @@ _EMPTY = inspect.Parameter.empty
 # Annotations that mean "whatever JSON it is".
 _UNTYPED: tuple[object, ...] = (dict, list, Any, object)
 _BINARY = frozenset({AVRO_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE})
-_envelope_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 class PayloadError(Exception):
@@ -173,12 +173,9 @@ async def _decode_cloud_event(
     decoder: PayloadDecoder, event: PushEvent, schemas: SchemaLookup | None
 ) -> Delivered:
     try:
-        members = _envelope_decoder.decode(event.payload)
+        attributes, data, data_base64 = read_cloud_event(event.payload)
     except msgspec.DecodeError as e:
         raise PayloadError(decoder.type_name, f"not a CloudEvent: {e}") from e
-    data = members.pop("data", None)
-    data_base64 = members.pop("data_base64", None)
-    attributes = {name: _attribute(value) for name, value in members.items()}
     content_type = attributes.get("datacontenttype", JSON_CONTENT_TYPE)
     if data_base64 is None:
         payload = decoder(data if data is not None else msgspec.Raw(b"null"))
@@ -209,11 +206,6 @@ def _base64(decoder: PayloadDecoder, text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
         raise PayloadError(decoder.type_name, f"the data is not base64: {e}") from e
-
-
-def _attribute(raw: msgspec.Raw) -> str:
-    value = msgspec.json.decode(raw)
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def payload_decoder(annotation: object) -> PayloadDecoder:

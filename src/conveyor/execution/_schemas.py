@@ -15,9 +15,9 @@ import aiohttp
 import msgspec
 
 from conveyor._resource import AsyncResource
-from conveyor.delivery.transcode import AvroCodec
+from conveyor.codecs import protobuf
+from conveyor.codecs.avro import AvroCodec
 from conveyor.execution._payload import CanonicalDecoder
-from conveyor.frontend.registry import protobuf
 from conveyor.model import SchemaType
 
 logger = logging.getLogger("conveyor.execution.worker")

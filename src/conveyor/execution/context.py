@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from conveyor.delivery.protocol import JSON_CONTENT_TYPE, PushEvent
+from conveyor.codecs.media import JSON_CONTENT_TYPE
+from conveyor.delivery.protocol import PushEvent
 
 
 class EventContext(msgspec.Struct, frozen=True, kw_only=True):

@@ -106,7 +106,7 @@ from google.protobuf.descriptor import (  # type: ignore[import-untyped, unused-
 from conveyor.frontend.registry.breaking import Breaking, join
 
 if TYPE_CHECKING:
-    from conveyor.frontend.registry.protobuf import ProtoSchema
+    from conveyor.codecs.protobuf import ProtoSchema
 
 _F = FieldDescriptor
 _TYPE_NAMES: dict[int, str] = {

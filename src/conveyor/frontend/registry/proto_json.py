@@ -15,7 +15,7 @@ from google.protobuf.descriptor import (  # type: ignore[import-untyped, unused-
 from conveyor.frontend.registry.proto_compat import real_oneofs
 
 if TYPE_CHECKING:
-    from conveyor.frontend.registry.protobuf import ProtoSchema
+    from conveyor.codecs.protobuf import ProtoSchema
 
 
 _INT32: dict[str, object] = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}

@@ -22,8 +22,9 @@ import json
 from dataclasses import dataclass
 
 from conveyor.clock import Clock, to_ms
+from conveyor.codecs import protobuf
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
-from conveyor.frontend.registry import avro, jsonschema, protobuf
+from conveyor.frontend.registry import avro, jsonschema, proto_compat, proto_json
 from conveyor.frontend.registry.avro_json import to_json_schema as avro_to_json_schema
 from conveyor.frontend.registry.breaking import Breaking
 from conveyor.frontend.registry.modes import Compatibility, breaking_changes
@@ -62,6 +63,10 @@ class Schema:
     @property
     def type(self) -> SchemaType:
         return SchemaType(self.stored.type)
+
+    @property
+    def definition(self) -> str:
+        return self.stored.definition
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,7 @@ def _compile(kind: SchemaType, definition: str, message: str | None) -> _Compile
     elif kind is SchemaType.PROTOBUF:
         proto = protobuf.parse(definition, message)
         parsed, fingerprint, name = proto, proto.fingerprint(), proto.message_name
-        json_schema = protobuf.to_json_schema(proto)
+        json_schema = proto_json.to_json_schema(proto)
     else:
         json_schema = jsonschema.parse(definition)
         parsed, fingerprint, name = json_schema, jsonschema.fingerprint(definition), None
@@ -117,7 +122,7 @@ def _compile(kind: SchemaType, definition: str, message: str | None) -> _Compile
 def _checker(kind: SchemaType) -> object:
     return {
         SchemaType.AVRO: avro.check,
-        SchemaType.PROTOBUF: protobuf.check,
+        SchemaType.PROTOBUF: proto_compat.check,
         SchemaType.JSON: jsonschema.check,
     }[kind]
 

@@ -6,7 +6,8 @@ A CloudEvent's context attributes become string attributes of the Conveyor event
 ``specversion`` is not kept: it is always ``1.0``. Extension values are kept as strings
 (CloudEvents' canonical string form: ``true``, ``42``); a ``null`` attribute is absent, as in
 the JSON format. Its data is the event's payload; see :mod:`conveyor.frontend.formats` for how
-a binary ``data_base64`` becomes JSON.
+a binary ``data_base64`` becomes JSON, and :mod:`conveyor.codecs.envelope` for the CloudEvent a
+subscription that asks for one is pushed.
 
 :func:`from_cloudevent` reads the structured JSON form, :func:`from_binary` the HTTP binary
 mode (``ce-*`` headers), and :func:`to_cloudevent` rebuilds the structured form from an
@@ -26,6 +27,7 @@ from urllib.parse import unquote
 
 import msgspec
 
+from conveyor.codecs.media import is_json_media_type
 from conveyor.errors import InvalidRequest
 
 __all__ = [
@@ -53,14 +55,6 @@ Data: TypeAlias = msgspec.Raw | bytes | None
 or none."""
 
 Place: TypeAlias = Callable[[str], str]  # an attribute's name -> the field naming it in errors
-
-
-def is_json_media_type(media_type: str | None) -> bool:
-    """Whether data of this media type (``None``: not given) is JSON."""
-    if media_type is None:
-        return True
-    media = media_type.partition(";")[0].strip().lower()
-    return media in ("application/json", "text/json") or media.endswith("+json")
 
 
 # -- reading --------------------------------------------------------------------------------
