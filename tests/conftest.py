@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: the store every store-backed test runs against.
+"""Fixtures shared by the whole suite: the store every store-backed test runs against, and
+a node serving HTTP in a thread of the test.
 
 ``store_url`` runs one test body on each store adapter: SQLite in the test's temporary
 directory, and PostgreSQL on a fresh schema (see ``pg.py`` for how the server is found).
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import pg
+from dead_letters_platform import ThreadedPlatform
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +47,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with pg.fresh_schema(request.getfixturevalue("pg_server")) as url:
         yield url
+
+
+@pytest.fixture
+def platform(store_url: str) -> Iterator[ThreadedPlatform]:
+    """A node on ``store_url`` serving its HTTP API on 127.0.0.1 from a thread of the test,
+    with a lambda whose endpoint is registered (see ``dead_letters_platform.py``). A test
+    module that needs more set-up overrides it and asks for this one by the same name."""
+    started = ThreadedPlatform(store_url)
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,16 +24,6 @@ def cli(*args: str, server: str = UNREACHABLE) -> Result:
 def said(result: Result) -> str:
     """The output as one line, without the frame of an error panel."""
     return " ".join(result.output.replace("│", " ").split())
-
-
-@pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 # -- refused before any request -------------------------------------------------------------------

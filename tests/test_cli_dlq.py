@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -16,16 +15,6 @@ from conveyor.cli import app
 from dead_letters_platform import SUB, ThreadedPlatform
 
 UNREACHABLE = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def dlq(server: str, *args: str) -> Result:

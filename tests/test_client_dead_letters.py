@@ -6,7 +6,7 @@ the same node on a loop in a thread of its own (:class:`ThreadedPlatform`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
@@ -37,16 +37,6 @@ async def client(rig: Rig) -> AsyncIterator[AsyncClient]:
             yield conveyor
     finally:
         await server.close()
-
-
-@pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def now(rig: Rig) -> datetime:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -278,14 +278,9 @@ async def test_a_batch_waits_for_an_earlier_one_holding_its_keys_and_only_for_it
 
 # -- the blocking publisher ------------------------------------------------------------------------
 @pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    started.call(started.rig.node.catalog.put_topic(Topic(name=LOG, partitions=1)))
-    try:
-        yield started
-    finally:
-        started.stop()
+def platform(platform: ThreadedPlatform) -> ThreadedPlatform:
+    platform.call(platform.rig.node.catalog.put_topic(Topic(name=LOG, partitions=1)))
+    return platform
 
 
 def test_threads_publish_through_one_blocking_publisher(platform: ThreadedPlatform) -> None:

@@ -19,16 +19,6 @@ from dead_letters_platform import SUB, TOPIC, ThreadedPlatform
 
 
 @pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
 def client(platform: ThreadedPlatform) -> Iterator[Client]:
     with Client(platform.url) as opened:
         yield opened

@@ -28,16 +28,6 @@ PROTO = 'syntax = "proto3";\npackage shop;\nmessage Order { string id = 1; int64
 
 
 @pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
 def client(platform: ThreadedPlatform) -> Iterator[Client]:
     with Client(platform.url) as opened:
         yield opened

@@ -20,18 +20,13 @@ from dead_letters_platform import LAMBDA, TOPIC, ThreadedPlatform
 
 
 @pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        node, url = started.rig.node, started.rig.lam.url
-        for version in ("v1", "v2"):
-            started.call(
-                node.register_endpoint(LAMBDA, f"e-{version}", url, 86400, 64, version=version)
-            )
-        yield started
-    finally:
-        started.stop()
+def platform(platform: ThreadedPlatform) -> ThreadedPlatform:
+    node, url = platform.rig.node, platform.rig.lam.url
+    for version in ("v1", "v2"):
+        platform.call(
+            node.register_endpoint(LAMBDA, f"e-{version}", url, 86400, 64, version=version)
+        )
+    return platform
 
 
 @pytest.fixture

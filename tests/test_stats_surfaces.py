@@ -3,9 +3,6 @@ the SDK and ``conveyor subscription``, against a real node on 127.0.0.1 (on ever
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from typer.testing import CliRunner
 
 from conveyor import Client
@@ -13,16 +10,6 @@ from conveyor.cli import app
 from dead_letters_platform import SUB, TOPIC, ThreadedPlatform
 
 NOBODY = "nobody"  # a lambda no worker serves
-
-
-@pytest.fixture
-def platform(store_url: str) -> Iterator[ThreadedPlatform]:
-    started = ThreadedPlatform(store_url)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def test_a_subscription_of_a_lambda_without_endpoints_is_told_on_create_and_in_stats(
