@@ -26,8 +26,9 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench examples faults
 	$(BIN)/ruff format --check src tests bench examples faults
-	$(BIN)/mypy --strict --exclude '^tests/conftest\.py$$' src tests faults
-	$(BIN)/mypy --strict tests/conftest.py  # alone: mypy names it "conftest", as tests/e2e's
+	$(BIN)/mypy --strict --exclude '^tests/(flow/)?conftest\.py$$' src tests faults
+	$(BIN)/mypy --strict tests/conftest.py  # alone: mypy names each "conftest", as tests/e2e's
+	$(BIN)/mypy --strict tests/flow/conftest.py
 
 ## Benchmarks (never part of `make test`); the tables go to docs/benchmarks.md. The PostgreSQL
 ## runs use CONVEYOR_BENCH_POSTGRES, else the local server when pg_isready finds one.

@@ -4,33 +4,13 @@ larger (the bucket grows by the difference, so the new headroom is there at once
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
-import pytest
-from node_harness import SUB, publish, quietly, request, running_node, subscribe, until_received
+from node_harness import SUB, publish, quietly, request, subscribe, until_received
 from push_double import PushEndpoint
 
 from conveyor.clock import FakeClock
 from conveyor.model import RateLimit
 from conveyor.node import Node
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def endpoint(clock: FakeClock) -> AsyncIterator[PushEndpoint]:
-    async with PushEndpoint(clock) as served:
-        yield served
-
-
-@pytest.fixture
-async def node(store_url: str, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
-    async with running_node(store_url, clock, endpoint) as started:
-        yield started
 
 
 async def set_limit(node: Node, limit: RateLimit) -> None:

@@ -9,10 +9,8 @@ the same chance before asserting it did not.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
-import pytest
 from node_harness import (
     LAMBDA,
     SUB,
@@ -25,7 +23,6 @@ from node_harness import (
     quietly,
     request,
     runners,
-    running_node,
     subscribe,
     until,
     until_async,
@@ -40,24 +37,6 @@ from conveyor.delivery.protocol import PushEvent, PushRequest, PushResult
 from conveyor.model import AttemptOutcome, Outcome, RetryPolicy
 from conveyor.node import Node, open_store
 from conveyor.settings import NodeSettings
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def endpoint(clock: FakeClock) -> AsyncIterator[PushEndpoint]:
-    async with PushEndpoint(clock) as served:
-        yield served
-
-
-@pytest.fixture
-async def node(store_url: str, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
-    # Torn down before the endpoint, so that in-flight pushes settle against a live server.
-    async with running_node(store_url, clock, endpoint) as started:
-        yield started
 
 
 # -- the success path -----------------------------------------------------------------------------

@@ -6,8 +6,6 @@ Time is a FakeClock moved by the test; pushes travel real HTTP to a PushEndpoint
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 from node_harness import (
@@ -17,7 +15,6 @@ from node_harness import (
     publish,
     quietly,
     request,
-    running_node,
     subscribe,
     until,
     until_async,
@@ -31,23 +28,6 @@ from conveyor.delivery.protocol import PushRequest, PushResult
 from conveyor.errors import InvalidRequest
 from conveyor.model import Outcome, Priority, RateLimit, RetryPolicy
 from conveyor.node import Node
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def endpoint(clock: FakeClock) -> AsyncIterator[PushEndpoint]:
-    async with PushEndpoint(clock) as served:
-        yield served
-
-
-@pytest.fixture
-async def node(store_url: str, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
-    async with running_node(store_url, clock, endpoint) as started:
-        yield started
 
 
 async def set_control(node: Node, **changes: object) -> None:

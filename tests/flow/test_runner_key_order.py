@@ -8,8 +8,6 @@ appended (store/_key_order.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from node_harness import (
     LAMBDA,
@@ -20,7 +18,6 @@ from node_harness import (
     publish,
     quietly,
     request,
-    running_node,
     subscribe,
     until,
     until_async,
@@ -35,23 +32,6 @@ from conveyor.settings import NodeSettings
 from conveyor.store.base import NewEvent
 
 LEAD = NodeSettings().timer_lead_seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def endpoint(clock: FakeClock) -> AsyncIterator[PushEndpoint]:
-    async with PushEndpoint(clock) as served:
-        yield served
-
-
-@pytest.fixture
-async def node(store_url: str, clock: FakeClock, endpoint: PushEndpoint) -> AsyncIterator[Node]:
-    async with running_node(store_url, clock, endpoint) as started:
-        yield started
 
 
 async def publish_elsewhere(node: Node, clock: FakeClock, key: str, due_ms: int) -> str:
