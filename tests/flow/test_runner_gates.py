@@ -377,7 +377,7 @@ async def test_a_push_lingers_up_to_max_wait_for_a_fuller_batch(
     await publish(node, request(10))
     runner = node.dispatcher.runner(SUB)
     assert runner is not None
-    await until(lambda: runner._linger_since is not None)  # its wait has started
+    await until(lambda: runner._batcher.linger_since is not None)  # its wait has started
     clock.advance(1.9)
     await quietly()
     assert len(endpoint.received) == 10
