@@ -260,9 +260,11 @@ async def test_an_unknown_subscription_is_not_found(
 async def test_an_event_that_is_not_dead_is_not_found_as_a_dead_letter(
     rig: Rig, client: Client
 ) -> None:
-    # Given an event that succeeded, and one redriven
+    # Given an event that succeeded, and one redriven on a paused subscription (so that it
+    # waits as redriven: running, it could die again before the question)
     (ok,) = await rig.succeed({"ok": True})
     (redriven,) = await rig.kill("boom")
+    assert (await client.post("/v1/subscriptions/billing/pause")).status == 200
     await count_of(await client.post(BASE + ":redrive", json={"event_ids": [redriven]}))
 
     # When either is asked for as a dead letter, and an unknown event

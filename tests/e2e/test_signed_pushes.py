@@ -49,10 +49,11 @@ def test_a_worker_runs_pushes_signed_with_its_secret_and_refuses_others(
         platform.worker("e2e_lambdas:app", "--signing-secret", generate_secret())
         refused = publish(platform, {"n": 2})
 
-        # Then its pushes are refused, nothing runs, and the event waits as a retry
+        # Then its pushes are refused, nothing runs, and the event waits as a retry (its
+        # state can read retrying a moment before its row, with the error, is committed)
         def retrying() -> bool:
             (delivery,) = deliveries(platform, refused)
-            return delivery["state"] == "retrying"
+            return delivery["state"] == "retrying" and "last_error" in delivery
 
         wait_for(retrying)
         (delivery,) = deliveries(platform, refused)
