@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from conveyor.api.schemas import EndpointInfo, LambdaInfo
+from conveyor.cli.common import AsJson, Server, console, print_json, session
 from conveyor.settings import DEFAULT_URL
 
 endpoint_app = typer.Typer(
@@ -20,16 +21,11 @@ endpoint_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Server = Annotated[
-    str, typer.Option("--server", envvar="CONVEYOR_URL", help="The platform's base URL.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LambdaName = Annotated[str, typer.Argument(help="The lambda's name.")]
 
 
 def print_lambdas(infos: list[LambdaInfo]) -> None:
     """A table of lambdas and their endpoints, with place, version and health."""
-    from conveyor.cli import console
 
     table = Table("lambda", "endpoint", "url", "locality", "version", "in flight", "expires")
     table.add_column("health")
@@ -71,14 +67,13 @@ def endpoint_list(
 ) -> None:
     """List endpoints with their locality, version and health (as the answering node sees
     them)."""
-    from conveyor.cli import _print_json, _session
 
-    with _session(server) as client:
+    with session(server) as client:
         infos = client.list_lambdas()
     if lambda_name is not None:
         infos = [i for i in infos if i.name == lambda_name]
     if as_json:
-        _print_json(infos)
+        print_json(infos)
     else:
         print_lambdas(infos)
 
@@ -100,10 +95,9 @@ def endpoint_add(
     as_json: AsJson = False,
 ) -> None:
     """Add a static endpoint by URL: it never expires and needs no heartbeat."""
-    from conveyor.cli import _print_json, _session, console
 
     eid = endpoint_id or _id_from_url(url)
-    with _session(server) as client:
+    with session(server) as client:
         info = client.register_endpoint(
             lambda_name,
             eid,
@@ -115,7 +109,7 @@ def endpoint_add(
             health_url=health_url,
         )
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
         console.print(f"endpoint [bold]{eid}[/] of lambda {lambda_name}: {url} (static)")
 
@@ -127,9 +121,8 @@ def endpoint_remove(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Remove an endpoint (a worker's comes back at its next heartbeat; stop the worker)."""
-    from conveyor.cli import _session, console
 
-    with _session(server) as client:
+    with session(server) as client:
         client.deregister_endpoint(lambda_name, endpoint_id)
     console.print(f"endpoint {endpoint_id} of lambda {lambda_name} removed")
 
