@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from typing import Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -24,6 +24,7 @@ from conveyor.errors import ConveyorError
 from conveyor.model import (
     Priority,
 )
+from conveyor.options import PublishOptions
 
 __all__ = ["EncodedPublishMethods"]
 
@@ -46,14 +47,7 @@ class EncodedPublishMethods(EventMethods):
         topic: str,
         data: bytes,
         content_type: str,
-        *,
-        key: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        delay: float | timedelta | None = None,
-        deliver_at: datetime | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        schema_version: int | None = None,
-        idempotency_key: str | None = None,
+        **options: Unpack[PublishOptions],
     ) -> PublishResult:
         """Publish one event whose data is already encoded: Avro or Protobuf binary for a
         topic bound to a registry subject of that type (the server decodes it to JSON), or
@@ -65,10 +59,10 @@ class EncodedPublishMethods(EventMethods):
             content_type: ``application/vnd.apache.avro``, ``application/x-protobuf``, or
                 ``application/json`` (then ``data`` is the payload's JSON); a CloudEvents
                 type publishes ``data`` as that CloudEvent, without the other arguments.
-            key, attributes, delay, deliver_at, priority, idempotency_key: as for
-                :meth:`publish`. Attribute names must be lower-case HTTP header tokens.
-            schema_version: the version of the topic's subject ``data`` is written with
-                (default: the newest the topic admits).
+            options: :class:`~conveyor.options.PublishOptions`, as for :meth:`publish`;
+                attribute names must be lower-case HTTP header tokens, and
+                ``schema_version`` is the version of the topic's subject ``data`` is
+                written with (default: the newest the topic admits).
 
         Raises:
             ValueError: as for :meth:`publish`; an attribute name that is not a lower-case
@@ -85,27 +79,8 @@ class EncodedPublishMethods(EventMethods):
         """
         media = content_type.partition(";")[0].strip().lower()
         if media == "application/json":
-            return await self.publish(
-                topic,
-                msgspec.Raw(data),
-                key=key,
-                attributes=attributes,
-                delay=delay,
-                deliver_at=deliver_at,
-                idempotency_key=idempotency_key,
-                priority=priority,
-                schema_version=schema_version,
-            )
-        request = build_request(
-            None,
-            key=key,
-            attributes=attributes,
-            delay=delay,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            schema_version=schema_version,
-        )
+            return await self.publish(topic, msgspec.Raw(data), **options)
+        request = build_request(None, **options)
         headers = _metadata_headers(request)
         if media.startswith("application/cloudevents") and headers:
             raise ValueError("a CloudEvent carries its metadata as attributes, not arguments")

@@ -4,7 +4,7 @@ read an event back."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from typing import Unpack
 
 import msgspec
 
@@ -17,9 +17,7 @@ from conveyor.api.schemas import (
     PublishRequest,
     PublishResult,
 )
-from conveyor.model import (
-    Priority,
-)
+from conveyor.options import PublishOptions
 
 __all__ = ["EventMethods"]
 
@@ -41,16 +39,11 @@ class EventMethods:
         self,
         topic: str,
         payload: object,
-        *,
-        key: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        delay: float | timedelta | None = None,
-        deliver_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        schema_version: int | None = None,
+        **options: Unpack[PublishOptions],
     ) -> PublishResult:
         """Publish one event; it is durable when this returns.
+
+        The options are :class:`~conveyor.options.PublishOptions`, each optional.
 
         Args:
             topic: the topic's name.
@@ -78,16 +71,7 @@ class EventMethods:
         Returns:
             The event's id and where it stands.
         """
-        request = build_request(
-            payload,
-            key=key,
-            attributes=attributes,
-            delay=delay,
-            deliver_at=deliver_at,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            schema_version=schema_version,
-        )
+        request = build_request(payload, **options)
         return await self.publish_request(topic, request)
 
     async def publish_request(self, topic: str, request: PublishRequest) -> PublishResult:

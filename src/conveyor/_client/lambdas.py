@@ -3,6 +3,8 @@ listed."""
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import msgspec
 
 from conveyor._client.checks import checked
@@ -12,6 +14,7 @@ from conveyor.api.schemas import (
     EndpointRegistration,
     LambdaInfo,
 )
+from conveyor.options import EndpointOptions
 
 __all__ = ["LambdaMethods"]
 
@@ -33,13 +36,7 @@ class LambdaMethods:
         lambda_name: str,
         endpoint_id: str,
         url: str,
-        *,
-        ttl_seconds: float = 15.0,
-        concurrency: int = 64,
-        locality: str = "",
-        version: str = "",
-        static: bool = False,
-        health_url: str = "",
+        **options: Unpack[EndpointOptions],
     ) -> EndpointInfo:
         """Register a worker's endpoint for a lambda, or renew it (a heartbeat); or add a
         static endpoint by URL (``static=True``: it never expires).
@@ -61,15 +58,7 @@ class LambdaMethods:
         Returns:
             The endpoint, with its expiry and health.
         """
-        registration = EndpointRegistration(
-            url=url,
-            ttl_seconds=ttl_seconds,
-            concurrency=concurrency,
-            locality=locality,
-            version=version,
-            static=static,
-            health_url=health_url,
-        )
+        registration = EndpointRegistration(url=url, **options)
         answer = await self._http.request(
             "PUT", ["lambdas", lambda_name, "endpoints", endpoint_id], checked(registration)
         )

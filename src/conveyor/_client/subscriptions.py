@@ -3,7 +3,7 @@ delete, and the run-time gates (pause, resume, purge, rate limit)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from typing import Unpack
 
 import msgspec
 
@@ -13,12 +13,10 @@ from conveyor.api.schemas import (
     SubscriptionInfo,
 )
 from conveyor.model import (
-    Control,
-    DeliveryFormat,
     RateLimit,
-    RetryPolicy,
     Subscription,
 )
+from conveyor.options import SubscriptionOptions, build_subscription
 
 __all__ = ["SubscriptionMethods"]
 
@@ -40,21 +38,7 @@ class SubscriptionMethods:
         name: str,
         topic: str,
         lambda_name: str,
-        *,
-        ordered: bool = False,
-        max_concurrency: int = 512,
-        min_concurrency: int = 1,
-        adaptive: bool = False,
-        max_batch: int = 256,
-        max_batch_bytes: int = 4 * 1024 * 1024,
-        max_wait: float = 0.0,
-        push_timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        dead_letter_topic: str | None = None,
-        control: Control | None = None,
-        format: DeliveryFormat | None = None,  # the wire's name
-        filter: Mapping[str, object] | None = None,  # the wire's name
-        locality: Sequence[str] = (),
+        **options: Unpack[SubscriptionOptions],
     ) -> SubscriptionInfo:
         """Subscribe a lambda to a topic; see :class:`~conveyor.model.Subscription`.
 
@@ -62,24 +46,8 @@ class SubscriptionMethods:
             name: the subscription's name.
             topic: the topic it reads.
             lambda_name: the lambda whose endpoints receive the pushes.
-            ordered: deliver the events of one key one at a time, in log order.
-            max_concurrency: events in flight at once, at most.
-            min_concurrency: the least the adaptive limit falls to.
-            adaptive: move the limit with the lambda's latency, errors and throttles.
-            max_batch: events in one push.
-            max_batch_bytes: payload bytes in one push, at most.
-            max_wait: seconds a push may wait to fill up to ``max_batch``.
-            push_timeout: seconds to wait for a push's answer.
-            retry: the retry policy; ``RetryPolicy()`` when ``None``.
-            dead_letter_topic: a topic that receives the events that went dead.
-            control: the initial run-time gates (paused, rate limit); kept by later
-                replacements of the subscription.
-            format: what the lambda receives (encoding, CloudEvents, reader schema
-                version); plain JSON as stored when ``None``.
-            filter: an EventBridge-style pattern; events that do not match are never
-                pushed (docs/flow-control.md).
-            locality: the places whose endpoints it prefers, most preferred first
-                (``cloud/region/zone`` or a prefix); empty: the dispatching node's own.
+            options: the subscription's options, each optional (its default when left out
+                or ``None``): see :class:`~conveyor.options.SubscriptionOptions`.
 
         Raises:
             NotFound: the topic (or dead-letter topic) does not exist.
@@ -89,25 +57,7 @@ class SubscriptionMethods:
         Returns:
             The subscription with its live figures.
         """
-        subscription = Subscription(
-            name=name,
-            topic=topic,
-            lambda_name=lambda_name,
-            ordered=ordered,
-            max_concurrency=max_concurrency,
-            min_concurrency=min_concurrency,
-            adaptive=adaptive,
-            max_batch=max_batch,
-            max_batch_bytes=max_batch_bytes,
-            max_wait=max_wait,
-            push_timeout=push_timeout,
-            retry=retry if retry is not None else RetryPolicy(),
-            dead_letter_topic=dead_letter_topic,
-            control=control if control is not None else Control(),
-            format=format if format is not None else DeliveryFormat(),
-            filter=None if filter is None else dict(filter),
-            locality=list(locality),
-        )
+        subscription = build_subscription(name, topic, lambda_name, **options)
         answer = await self._http.request("POST", ["subscriptions"], checked(subscription))
         return self._http.decode(answer, _SUBSCRIPTION)
 

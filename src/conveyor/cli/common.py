@@ -56,6 +56,15 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
+def duration_text(seconds: float) -> str:
+    """The shortest text :func:`parse_duration` reads back as ``seconds`` (``300.0``: ``5m``)."""
+    for unit in ("d", "h", "m"):
+        count = seconds / _UNITS[unit]
+        if seconds and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
+
+
 def fail(error: ConveyorError) -> NoReturn:
     err.print(f"[bold red]error:[/] {error.message}")
     if isinstance(error, InvalidRequest):

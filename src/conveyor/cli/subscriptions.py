@@ -14,6 +14,7 @@ from conveyor.cli.common import (
     AsJson,
     Server,
     console,
+    duration_text,
     err,
     parse_duration,
     parse_locality,
@@ -21,10 +22,14 @@ from conveyor.cli.common import (
     session,
 )
 from conveyor.model import DeliveryFormat, RetryPolicy, Subscription
+from conveyor.options import SUBSCRIPTION_DEFAULTS
 from conveyor.settings import DEFAULT_URL
 
 if TYPE_CHECKING:
     from conveyor.api.schemas import SubscriptionInfo
+
+# The defaults shown are the model's (conveyor.options): the CLI states none of its own.
+_DEFAULT = SUBSCRIPTION_DEFAULTS
 
 sub_app = typer.Typer(help="Create and inspect subscriptions.", no_args_is_help=True)
 
@@ -34,20 +39,38 @@ def subscription_create(
     name: str,
     topic: Annotated[str, typer.Option(help="The topic to read.")],
     lambda_name: Annotated[str, typer.Option("--lambda", help="The lambda to push to.")],
-    ordered: Annotated[bool, typer.Option(help="Per-key FIFO delivery.")] = False,
-    max_concurrency: Annotated[int, typer.Option(help="Events in flight at once.")] = 512,
-    min_concurrency: Annotated[int, typer.Option(help="Least adaptive limit.")] = 1,
+    ordered: Annotated[bool, typer.Option(help="Per-key FIFO delivery.")] = _DEFAULT.ordered,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Events in flight at once.")
+    ] = _DEFAULT.max_concurrency,
+    min_concurrency: Annotated[
+        int, typer.Option(help="Least adaptive limit.")
+    ] = _DEFAULT.min_concurrency,
     adaptive: Annotated[
         bool, typer.Option(help="Move the limit with the lambda's latency and errors.")
-    ] = False,
-    max_batch: Annotated[int, typer.Option(help="Events per push.")] = 256,
-    max_batch_bytes: Annotated[int, typer.Option(help="Payload bytes per push.")] = 4 << 20,
-    max_wait: Annotated[str, typer.Option(help="Wait this long to fill a push (0s).")] = "0s",
-    push_timeout: Annotated[str, typer.Option(help="Wait for a push's answer.")] = "30s",
-    max_attempts: Annotated[int, typer.Option(help="Deliveries before dead.")] = 5,
-    min_backoff: Annotated[str, typer.Option(help="Least wait before a retry.")] = "1s",
-    max_backoff: Annotated[str, typer.Option(help="Most wait before a retry.")] = "5m",
-    multiplier: Annotated[float, typer.Option(help="Backoff growth per attempt.")] = 2.0,
+    ] = _DEFAULT.adaptive,
+    max_batch: Annotated[int, typer.Option(help="Events per push.")] = _DEFAULT.max_batch,
+    max_batch_bytes: Annotated[
+        int, typer.Option(help="Payload bytes per push.")
+    ] = _DEFAULT.max_batch_bytes,
+    max_wait: Annotated[
+        str, typer.Option(help="Wait this long to fill a push (0s).")
+    ] = duration_text(_DEFAULT.max_wait),
+    push_timeout: Annotated[str, typer.Option(help="Wait for a push's answer.")] = duration_text(
+        _DEFAULT.push_timeout
+    ),
+    max_attempts: Annotated[
+        int, typer.Option(help="Deliveries before dead.")
+    ] = _DEFAULT.retry.max_attempts,
+    min_backoff: Annotated[str, typer.Option(help="Least wait before a retry.")] = duration_text(
+        _DEFAULT.retry.min_backoff
+    ),
+    max_backoff: Annotated[str, typer.Option(help="Most wait before a retry.")] = duration_text(
+        _DEFAULT.retry.max_backoff
+    ),
+    multiplier: Annotated[
+        float, typer.Option(help="Backoff growth per attempt.")
+    ] = _DEFAULT.retry.multiplier,
     max_retry_duration: Annotated[
         str | None, typer.Option(help="No retry this long after the first attempt (e.g. 1h).")
     ] = None,
