@@ -78,7 +78,6 @@ def dlq_list(
     as_json: AsJson = False,
 ) -> None:
     """List a subscription's dead letters, by partition and offset."""
-
     with session(server) as client:
         page = client.dead_letters(
             subscription,

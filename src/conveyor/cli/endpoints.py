@@ -12,9 +12,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.api.schemas import EndpointInfo, LambdaInfo
+from conveyor.api.schemas import EndpointInfo, EndpointRegistration, LambdaInfo
 from conveyor.cli.common import AsJson, Server, console, print_json, session
 from conveyor.settings import DEFAULT_URL
+
+# The option defaults are the wire's (one definition; see conveyor.options.EndpointOptions).
+_ENDPOINT = EndpointRegistration(url="http://defaults")
 
 endpoint_app = typer.Typer(
     help="A lambda's endpoints: list (with health), add a static one, remove.",
@@ -26,7 +29,6 @@ LambdaName = Annotated[str, typer.Argument(help="The lambda's name.")]
 
 def print_lambdas(infos: list[LambdaInfo]) -> None:
     """A table of lambdas and their endpoints, with place, version and health."""
-
     table = Table("lambda", "endpoint", "url", "locality", "version", "in flight", "expires")
     table.add_column("health")
     for info in infos:
@@ -85,17 +87,22 @@ def endpoint_add(
     endpoint_id: Annotated[
         str | None, typer.Option("--id", help="The endpoint's id (default: from the URL).")
     ] = None,
-    locality: Annotated[str, typer.Option(help="Where it runs: cloud/region/zone.")] = "",
-    version: Annotated[str, typer.Option(help="The version of the lambda it runs.")] = "",
-    concurrency: Annotated[int, typer.Option(help="Events it takes at once (a hint).")] = 64,
+    locality: Annotated[
+        str, typer.Option(help="Where it runs: cloud/region/zone.")
+    ] = _ENDPOINT.locality,
+    version: Annotated[
+        str, typer.Option(help="The version of the lambda it runs.")
+    ] = _ENDPOINT.version,
+    concurrency: Annotated[
+        int, typer.Option(help="Events it takes at once (a hint).")
+    ] = _ENDPOINT.concurrency,
     health_url: Annotated[
         str, typer.Option(help="Where active probes GET its health (default: not probed).")
-    ] = "",
+    ] = _ENDPOINT.health_url,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
     """Add a static endpoint by URL: it never expires and needs no heartbeat."""
-
     eid = endpoint_id or _id_from_url(url)
     with session(server) as client:
         info = client.register_endpoint(
@@ -121,7 +128,6 @@ def endpoint_remove(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Remove an endpoint (a worker's comes back at its next heartbeat; stop the worker)."""
-
     with session(server) as client:
         client.deregister_endpoint(lambda_name, endpoint_id)
     console.print(f"endpoint {endpoint_id} of lambda {lambda_name} removed")

@@ -80,7 +80,6 @@ def release_list(
     lambda_name: LambdaName, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Show a lambda's stable version, its canary with live figures, and its history."""
-
     with session(server) as client:
         releases = client.list_releases(lambda_name)
     if as_json:
@@ -94,7 +93,6 @@ def release_promote(
     lambda_name: LambdaName, version: Version, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Make a version stable now (a canary, a pending or a rolled-back version)."""
-
     with session(server) as client:
         releases = client.promote_release(lambda_name, version)
     _print_decision(releases, version, as_json)
@@ -105,7 +103,6 @@ def release_rollback(
     lambda_name: LambdaName, version: Version, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Roll a version back now: it gets no pushes (the stable one: back to the one before)."""
-
     with session(server) as client:
         releases = client.rollback_release(lambda_name, version)
     _print_decision(releases, version, as_json)

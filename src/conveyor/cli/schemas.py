@@ -102,7 +102,6 @@ def check(
 @schema_app.command("list")
 def list_subjects(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subjects with their compatibility mode and versions."""
-
     with session(server) as client:
         subjects = client.list_subjects()
     if as_json:
@@ -123,7 +122,6 @@ def show(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Show a subject's version (or a schema by id) as JSON."""
-
     if (subject is None) == (schema_id is None):
         raise typer.BadParameter("give a subject, or --id")
     with session(server) as client:
@@ -149,7 +147,6 @@ def compatibility(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Show or set a subject's (or the registry's default) compatibility mode."""
-
     if reset and (subject is None or mode is not None):
         raise typer.BadParameter("--reset needs --subject and no mode")
     with session(server) as client:
