@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from conveyor._cli_dlq import parse_time
 from conveyor.cli import app
+from conveyor.cli.dlq import parse_time
 from dead_letters_platform import SUB, ThreadedPlatform
 
 UNREACHABLE = "http://127.0.0.1:9"

@@ -9,7 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conveyor.cli import _attributes, app, parse_duration
+from conveyor.cli import app
+from conveyor.cli.common import parse_duration
+from conveyor.cli.events import _attributes
 from conveyor.store._sqlite_schema import MIGRATIONS
 
 

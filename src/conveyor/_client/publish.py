@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TypedDict
 
 import msgspec
 
 from conveyor.api.schemas import PublishRequest
 from conveyor.model import Priority
+from conveyor.options import PublishOptions
 
 __all__ = [
     "EventFields",
@@ -18,19 +18,6 @@ __all__ = [
     "encode_payload",
     "request_from_mapping",
 ]
-
-
-class PublishOptions(TypedDict, total=False):
-    """The keyword options of one publish besides the payload, as :func:`build_request`
-    takes them (for ``**options: Unpack[PublishOptions]`` signatures)."""
-
-    key: str | None
-    attributes: Mapping[str, str] | None
-    delay: float | timedelta | None
-    deliver_at: datetime | None
-    idempotency_key: str | None
-    priority: Priority | str
-    schema_version: int | None
 
 
 def _encode_model(value: object) -> object:

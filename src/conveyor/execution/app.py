@@ -20,10 +20,10 @@ import contextlib
 import functools
 import logging
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
-from typing import Literal, TypeAlias, TypeVar
+from typing import Literal, TypeAlias, TypeVar, Unpack
 
 import msgspec
 
@@ -35,7 +35,8 @@ from conveyor.execution._payload import PayloadError, SchemaLookup, decode_push
 from conveyor.execution._schemas import SchemaFetchError
 from conveyor.execution.context import EventContext
 from conveyor.execution.results import Fatal, Retry
-from conveyor.model import DeliveryFormat, Outcome, RetryPolicy, Subscription, is_valid_name
+from conveyor.model import DeliveryFormat, Outcome, Subscription, is_valid_name
+from conveyor.options import HandlerOptions, build_subscription
 from conveyor.settings import DEFAULT_URL
 
 logger = logging.getLogger("conveyor.execution")
@@ -81,21 +82,10 @@ class Lambda:
         topic: str,
         *,
         subscription: str | None = None,
-        ordered: bool = False,
-        max_concurrency: int = 512,
-        min_concurrency: int = 1,
-        adaptive: bool = False,
-        max_batch: int = 256,
-        max_batch_bytes: int = 4 * 1024 * 1024,
-        max_wait: float = 0.0,
-        push_timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        dead_letter_topic: str | None = None,
-        filter: Mapping[str, object] | None = None,  # the wire's name
         encoding: Literal["json", "avro", "protobuf"] = "json",
         cloudevents: bool = False,
         schema_version: int | None = None,
-        locality: Sequence[str] = (),
+        **options: Unpack[HandlerOptions],
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of a subscription to ``topic``.
 
@@ -107,19 +97,6 @@ class Lambda:
         Args:
             topic: the topic whose events it handles.
             subscription: the subscription's name; defaults to ``"<lambda>.<function name>"``.
-            ordered: deliver events of one key one at a time, in order.
-            max_concurrency: events of this subscription in flight at once, at most.
-            min_concurrency: the least the adaptive limit falls to.
-            adaptive: let the platform move the limit between the two with this lambda's
-                latency, errors and throttling (fixed at ``max_concurrency`` when off).
-            max_batch: events in one push.
-            max_batch_bytes: payload bytes in one push, at most.
-            max_wait: seconds a push may wait to fill up to ``max_batch``.
-            push_timeout: seconds the platform waits for a push's answer.
-            retry: the retry policy (the platform's default when ``None``).
-            dead_letter_topic: where dead events are published, if anywhere.
-            filter: an EventBridge-style pattern; events that do not match are never
-                pushed (see :mod:`conveyor.delivery.filters`).
             encoding: how the platform encodes the events for this handler: ``json`` (as
                 stored), ``avro`` or ``protobuf`` (binary, for a topic bound to a registry
                 subject of that type); the payload is decoded into the declared type either
@@ -128,10 +105,11 @@ class Lambda:
                 :attr:`EventContext.cloudevent`.
             schema_version: the version of the topic's subject to receive events in (Avro
                 resolution, or Protobuf's unknown fields dropped); ``None``: each event's own.
-            locality: the places whose endpoints this subscription prefers, most preferred
-                first (``cloud/region/zone`` or a prefix); pushes spill over to the next
-                place as the preferred one loses healthy endpoints. Empty: the dispatching
-                node's own locality.
+            options: the subscription's other options, each optional (its default when left
+                out): ``ordered``, ``max_concurrency``, ``min_concurrency``, ``adaptive``,
+                ``max_batch``, ``max_batch_bytes``, ``max_wait``, ``push_timeout``,
+                ``retry``, ``dead_letter_topic``, ``filter`` and ``locality``, as
+                :class:`~conveyor.options.SubscriptionOptions` describes them.
 
         Returns:
             A decorator that registers the function and returns it unchanged.
@@ -148,23 +126,12 @@ class Lambda:
             if name in self._handlers:
                 raise ValueError(f"lambda {self.name!r} already has a subscription {name!r}")
             spec = _validated(
-                Subscription(
-                    name=name,
-                    topic=topic,
-                    lambda_name=self.name,
-                    ordered=ordered,
-                    max_concurrency=max_concurrency,
-                    min_concurrency=min_concurrency,
-                    adaptive=adaptive,
-                    max_batch=max_batch,
-                    max_batch_bytes=max_batch_bytes,
-                    max_wait=max_wait,
-                    push_timeout=push_timeout,
-                    retry=retry or RetryPolicy(),
-                    dead_letter_topic=dead_letter_topic,
-                    filter=None if filter is None else dict(filter),
+                build_subscription(
+                    name,
+                    topic,
+                    self.name,
                     format=DeliveryFormat(encoding, cloudevents, schema_version),
-                    locality=list(locality),
+                    **options,
                 )
             )
             self._handlers[name] = build_handler(func, spec)

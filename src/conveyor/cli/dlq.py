@@ -14,16 +14,13 @@ import typer
 from rich.table import Column, Table
 
 from conveyor.api.dlq_schemas import DeadLetterCount
+from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
 from conveyor.settings import DEFAULT_URL
 
 dlq_app = typer.Typer(
     help="A subscription's dead letters: list, show, redrive, purge.", no_args_is_help=True
 )
 
-Server = Annotated[
-    str, typer.Option("--server", envvar="CONVEYOR_URL", help="The platform's base URL.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Subscription = Annotated[str, typer.Argument(help="The subscription's name.")]
 Since = Annotated[
     str | None,
@@ -46,7 +43,6 @@ def parse_time(text: str | None, *, now: datetime | None = None) -> datetime | N
     Raises:
         typer.BadParameter: the text is neither.
     """
-    from conveyor.cli import parse_duration
 
     if text is None:
         return None
@@ -82,9 +78,7 @@ def dlq_list(
     as_json: AsJson = False,
 ) -> None:
     """List a subscription's dead letters, by partition and offset."""
-    from conveyor.cli import _print_json, _session, console
-
-    with _session(server) as client:
+    with session(server) as client:
         page = client.dead_letters(
             subscription,
             since=parse_time(since),
@@ -94,7 +88,7 @@ def dlq_list(
             limit=limit,
         )
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     # An id is copied into `show` and `redrive`: it is never wrapped or cut.
     table = Table(
@@ -129,12 +123,10 @@ def dlq_show(
     """Show one dead letter: its payload and every attempt."""
     import msgspec
 
-    from conveyor.cli import _print_json, _session, console
-
-    with _session(server) as client:
+    with session(server) as client:
         dead = client.dead_letter(subscription, event_id)
     if as_json:
-        _print_json(dead)
+        print_json(dead)
         return
     console.print(
         f"[bold]{dead.id}[/]  partition {dead.partition} offset {dead.offset}  "
@@ -167,7 +159,6 @@ def _move(
     server: str,
     as_json: bool,
 ) -> None:
-    from conveyor.cli import _print_json, _session, console
 
     since, until, error = filters
     if not event_ids and not every:
@@ -177,7 +168,7 @@ def _move(
     if event_ids and any(f is not None for f in filters):
         raise typer.BadParameter("--since, --until and --error narrow --all, not event ids")
     ids, start, end = event_ids or None, parse_time(since), parse_time(until)
-    with _session(server) as client:
+    with session(server) as client:
         if verb == "redrive":
             moved = client.redrive(
                 subscription, ids, all=every, since=start, until=end, error=error
@@ -189,7 +180,7 @@ def _move(
                 )
             )
     if as_json:
-        _print_json(moved)
+        print_json(moved)
         return
     done = "sent back to" if verb == "redrive" else "dropped from"
     console.print(f"{_letters(moved.count)} {done} {subscription}")

@@ -24,6 +24,7 @@ from conveyor._client.async_client import AsyncClient
 from conveyor._client.batching import AsyncPublisher, BatchSettings
 from conveyor._client.publish import build_request, request_from_mapping
 from conveyor.api.schemas import PublishRequest, PublishResult
+from conveyor.cli.common import console
 from conveyor.errors import InvalidRequest
 from conveyor.settings import DEFAULT_URL
 
@@ -187,7 +188,6 @@ def _open(source: str) -> TextIO:
 
 
 def _report(summary: BulkSummary, as_json: bool) -> None:
-    from conveyor.cli import console
 
     if as_json:
         typer.echo(msgspec.json.encode(summary).decode())

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from conveyor.cli.common import Server, console, print_json, session
 from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import SchemaType
 from conveyor.settings import DEFAULT_URL
@@ -18,9 +19,6 @@ schema_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Server = Annotated[
-    str, typer.Option("--server", envvar="CONVEYOR_URL", help="The platform's base URL.")
-]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Subject = Annotated[str, typer.Argument(help="The subject's name.")]
 SchemaFile = Annotated[
@@ -58,13 +56,12 @@ def register(
 ) -> None:
     """Register a schema as a subject's next version (refused, listing every breaking
     change, when it breaks the subject's compatibility mode)."""
-    from conveyor.cli import _print_json, _session, console
 
     text, schema_type = read_schema(file, kind)
-    with _session(server) as client:
+    with session(server) as client:
         registered = client.register_schema(subject, text, type=schema_type, message=message)
     if as_json:
-        _print_json(registered)
+        print_json(registered)
         return
     what = "registered" if registered.created else "already registered (identical)"
     console.print(f"{subject} version {registered.version} (schema id {registered.id}) {what}")
@@ -81,13 +78,12 @@ def check(
 ) -> None:
     """Dry run: would this schema be accepted as the subject's next version? Exits 1 when
     it would not."""
-    from conveyor.cli import _print_json, _session, console
 
     text, schema_type = read_schema(file, kind)
-    with _session(server) as client:
+    with session(server) as client:
         report = client.check_schema(subject, text, type=schema_type, message=message)
     if as_json:
-        _print_json(report)
+        print_json(report)
     elif report.compatible:
         console.print(f"compatible ({report.compatibility.value})")
     else:
@@ -106,12 +102,10 @@ def check(
 @schema_app.command("list")
 def list_subjects(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subjects with their compatibility mode and versions."""
-    from conveyor.cli import _print_json, _session, console
-
-    with _session(server) as client:
+    with session(server) as client:
         subjects = client.list_subjects()
     if as_json:
-        _print_json(subjects)
+        print_json(subjects)
         return
     table = Table("subject", "compatibility", "versions")
     for s in subjects:
@@ -128,16 +122,14 @@ def show(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Show a subject's version (or a schema by id) as JSON."""
-    from conveyor.cli import _print_json, _session
-
     if (subject is None) == (schema_id is None):
         raise typer.BadParameter("give a subject, or --id")
-    with _session(server) as client:
+    with session(server) as client:
         if schema_id is not None:
-            _print_json(client.get_schema_by_id(schema_id))
+            print_json(client.get_schema_by_id(schema_id))
         else:
             assert subject is not None
-            _print_json(client.get_schema(subject, version))
+            print_json(client.get_schema(subject, version))
 
 
 @schema_app.command("compatibility")
@@ -155,11 +147,9 @@ def compatibility(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Show or set a subject's (or the registry's default) compatibility mode."""
-    from conveyor.cli import _session, console
-
     if reset and (subject is None or mode is not None):
         raise typer.BadParameter("--reset needs --subject and no mode")
-    with _session(server) as client:
+    with session(server) as client:
         if mode is None and not reset:
             in_force = client.get_compatibility(subject=subject)
         else:

@@ -12,25 +12,23 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.api.schemas import EndpointInfo, LambdaInfo
+from conveyor.api.schemas import EndpointInfo, EndpointRegistration, LambdaInfo
+from conveyor.cli.common import AsJson, Server, console, print_json, session
 from conveyor.settings import DEFAULT_URL
+
+# The option defaults are the wire's (one definition; see conveyor.options.EndpointOptions).
+_ENDPOINT = EndpointRegistration(url="http://defaults")
 
 endpoint_app = typer.Typer(
     help="A lambda's endpoints: list (with health), add a static one, remove.",
     no_args_is_help=True,
 )
 
-Server = Annotated[
-    str, typer.Option("--server", envvar="CONVEYOR_URL", help="The platform's base URL.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LambdaName = Annotated[str, typer.Argument(help="The lambda's name.")]
 
 
 def print_lambdas(infos: list[LambdaInfo]) -> None:
     """A table of lambdas and their endpoints, with place, version and health."""
-    from conveyor.cli import console
-
     table = Table("lambda", "endpoint", "url", "locality", "version", "in flight", "expires")
     table.add_column("health")
     for info in infos:
@@ -71,14 +69,13 @@ def endpoint_list(
 ) -> None:
     """List endpoints with their locality, version and health (as the answering node sees
     them)."""
-    from conveyor.cli import _print_json, _session
 
-    with _session(server) as client:
+    with session(server) as client:
         infos = client.list_lambdas()
     if lambda_name is not None:
         infos = [i for i in infos if i.name == lambda_name]
     if as_json:
-        _print_json(infos)
+        print_json(infos)
     else:
         print_lambdas(infos)
 
@@ -90,20 +87,24 @@ def endpoint_add(
     endpoint_id: Annotated[
         str | None, typer.Option("--id", help="The endpoint's id (default: from the URL).")
     ] = None,
-    locality: Annotated[str, typer.Option(help="Where it runs: cloud/region/zone.")] = "",
-    version: Annotated[str, typer.Option(help="The version of the lambda it runs.")] = "",
-    concurrency: Annotated[int, typer.Option(help="Events it takes at once (a hint).")] = 64,
+    locality: Annotated[
+        str, typer.Option(help="Where it runs: cloud/region/zone.")
+    ] = _ENDPOINT.locality,
+    version: Annotated[
+        str, typer.Option(help="The version of the lambda it runs.")
+    ] = _ENDPOINT.version,
+    concurrency: Annotated[
+        int, typer.Option(help="Events it takes at once (a hint).")
+    ] = _ENDPOINT.concurrency,
     health_url: Annotated[
         str, typer.Option(help="Where active probes GET its health (default: not probed).")
-    ] = "",
+    ] = _ENDPOINT.health_url,
     server: Server = DEFAULT_URL,
     as_json: AsJson = False,
 ) -> None:
     """Add a static endpoint by URL: it never expires and needs no heartbeat."""
-    from conveyor.cli import _print_json, _session, console
-
     eid = endpoint_id or _id_from_url(url)
-    with _session(server) as client:
+    with session(server) as client:
         info = client.register_endpoint(
             lambda_name,
             eid,
@@ -115,7 +116,7 @@ def endpoint_add(
             health_url=health_url,
         )
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
         console.print(f"endpoint [bold]{eid}[/] of lambda {lambda_name}: {url} (static)")
 
@@ -127,9 +128,7 @@ def endpoint_remove(
     server: Server = DEFAULT_URL,
 ) -> None:
     """Remove an endpoint (a worker's comes back at its next heartbeat; stop the worker)."""
-    from conveyor.cli import _session, console
-
-    with _session(server) as client:
+    with session(server) as client:
         client.deregister_endpoint(lambda_name, endpoint_id)
     console.print(f"endpoint {endpoint_id} of lambda {lambda_name} removed")
 

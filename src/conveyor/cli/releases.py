@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
 from conveyor.settings import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ release_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Server = Annotated[
-    str, typer.Option("--server", envvar="CONVEYOR_URL", help="The platform's base URL.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LambdaName = Annotated[str, typer.Argument(help="The lambda's name.")]
 Version = Annotated[str, typer.Argument(help="The version released.")]
 
@@ -43,7 +40,6 @@ def _side(figures: SideFigures) -> str:
 
 
 def _print_releases(releases: LambdaReleases) -> None:
-    from conveyor.cli import console
 
     stable = releases.stable.version if releases.stable else "-"
     console.print(f"[bold]{releases.lambda_name}[/]  stable: {stable}")
@@ -70,10 +66,9 @@ def _print_releases(releases: LambdaReleases) -> None:
 
 
 def _print_decision(releases: LambdaReleases, version: str, as_json: bool) -> None:
-    from conveyor.cli import _print_json, console
 
     if as_json:
-        _print_json(releases)
+        print_json(releases)
         return
     found: ReleaseView | None = next((r for r in releases.history if r.version == version), None)
     state = found.state.value if found is not None else "unknown"
@@ -85,12 +80,10 @@ def release_list(
     lambda_name: LambdaName, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Show a lambda's stable version, its canary with live figures, and its history."""
-    from conveyor.cli import _print_json, _session
-
-    with _session(server) as client:
+    with session(server) as client:
         releases = client.list_releases(lambda_name)
     if as_json:
-        _print_json(releases)
+        print_json(releases)
         return
     _print_releases(releases)
 
@@ -100,9 +93,7 @@ def release_promote(
     lambda_name: LambdaName, version: Version, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Make a version stable now (a canary, a pending or a rolled-back version)."""
-    from conveyor.cli import _session
-
-    with _session(server) as client:
+    with session(server) as client:
         releases = client.promote_release(lambda_name, version)
     _print_decision(releases, version, as_json)
 
@@ -112,15 +103,12 @@ def release_rollback(
     lambda_name: LambdaName, version: Version, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Roll a version back now: it gets no pushes (the stable one: back to the one before)."""
-    from conveyor.cli import _session
-
-    with _session(server) as client:
+    with session(server) as client:
         releases = client.rollback_release(lambda_name, version)
     _print_decision(releases, version, as_json)
 
 
 def _print_policy(policy: ReleasePolicy) -> None:
-    from conveyor.cli import console
 
     table = Table("setting", "value")
     table.add_row("share", f"{policy.share:g}")
@@ -167,8 +155,6 @@ def release_policy(
     """Show a lambda's release policy; with options, change those settings."""
     import msgspec
 
-    from conveyor.cli import _print_json, _session, parse_duration
-
     changes: dict[str, object] = {
         "share": share,
         "window_seconds": None if window is None else parse_duration(window),
@@ -179,13 +165,13 @@ def release_policy(
         "auto_promote": auto_promote,
     }
     changes = {name: value for name, value in changes.items() if value is not None}
-    with _session(server) as client:
+    with session(server) as client:
         policy = client.get_release_policy(lambda_name)
         if changes:
             policy = client.set_release_policy(
                 lambda_name, msgspec.structs.replace(policy, **changes)
             )
     if as_json:
-        _print_json(policy)
+        print_json(policy)
         return
     _print_policy(policy)
