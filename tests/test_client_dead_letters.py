@@ -91,8 +91,10 @@ async def test_one_dead_letter_comes_with_its_payload_and_history(
 
 
 async def test_redrive_and_purge_return_how_many_moved(rig: Rig, client: AsyncClient) -> None:
-    # Given three declines and a timeout
+    # Given three declines and a timeout, on a subscription then paused (so that the redriven
+    # ones wait: running, they could die again before the purges)
     first, second, *_ = await rig.kill("declined", "declined", "declined", "timeout")
+    await client.pause(SUB)
 
     # When two are redriven by id, declines are purged, then everything
     redriven = await client.redrive(SUB, [first, second])
