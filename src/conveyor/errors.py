@@ -4,16 +4,21 @@ Branches are chosen by how the caller should react::
 
     ConveyorError
     ├── InvalidRequest           bad input: 4xx naming the field and the rule (HTTP 400/413/422)
-    │   └── SchemaViolation      a payload is off its topic's JSON Schema (HTTP 422)
+    │   ├── SchemaViolation      a payload is off its topic's JSON Schema (HTTP 422)
+    │   ├── IncompatibleSchema   a schema version breaks its subject's compatibility (409)
+    │   └── FilterError          a subscription's filter pattern is invalid (400)
     ├── NotFound                 the named topic, subscription or event does not exist (404)
     ├── Conflict                 exists with another definition / idempotency key reused (409)
     ├── RateLimited              the platform asks the caller to slow down (429)
     ├── PublisherFull            the SDK's batching publisher holds max_pending events already
     ├── StoreUnavailable         the durable store could not commit; nothing was acknowledged (503)
     ├── LeaseLost                this node no longer holds a partition: its write was refused
-    └── DeliveryError            a push to a lambda did not produce per-event results
-        ├── SubscriberTimeout    no answer within the subscription's push timeout
-        └── SubscriberRejected   the lambda answered with a non-success HTTP status
+    ├── DeliveryError            a push to a lambda did not produce per-event results
+    │   ├── SubscriberTimeout    no answer within the subscription's push timeout
+    │   └── SubscriberRejected   the lambda answered with a non-success HTTP status
+    ├── SignatureError           a push's signature was refused: the worker answers 401
+    ├── RegistrationError        the platform refused a worker's registration, or was unreachable
+    └── SupervisorError          the autoscaling supervisor gave up: its workers cannot start
 
 Control signals raised by handlers (``Retry``, ``Fatal``) are exceptions but not errors: they
 live in :mod:`conveyor.execution.results` and are not part of this tree.
@@ -202,3 +207,54 @@ class SubscriberRejected(DeliveryError):
         super().__init__(f"lambda answered HTTP {http_status}")
         self.http_status = http_status
         self.retry_after = retry_after
+
+
+class FilterError(InvalidRequest, ValueError):
+    """A filter pattern is invalid.
+
+    Attributes:
+        field: JSON pointer to the offending place in the pattern (``""`` for the whole of it).
+        rule: the rule broken (see the module's documentation for the list).
+        message: what is wrong, naming the place.
+    """
+
+    field: str
+    rule: str
+
+    def __init__(self, message: str, *, field: str, rule: str) -> None:
+        where = f"at {field}" if field else "at the top level"
+        super().__init__(f"invalid filter {where}: {message}", field=field, rule=rule)
+
+
+class RegistrationError(ConveyorError):
+    """The platform refused a worker's registration, or could not be reached in time.
+
+    Attributes:
+        http_status: the platform's answer, or ``None`` when it was unreachable.
+        error_code: the ``code`` of the platform's error body.
+        field: the field the platform blamed.
+        rule: the rule that field broke.
+    """
+
+    code = "registration_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        error_code: str | None = None,
+        field: str | None = None,
+        rule: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.error_code = error_code
+        self.field = field
+        self.rule = rule
+
+
+class SupervisorError(ConveyorError):
+    """The supervisor gave up: its worker processes cannot start (see :attr:`message`)."""
+
+    code = "supervisor_failed"

@@ -15,7 +15,7 @@ import msgspec
 
 from conveyor.api.schemas import EndpointRegistration, ErrorResponse
 from conveyor.clock import Clock
-from conveyor.errors import ConveyorError
+from conveyor.errors import RegistrationError
 from conveyor.model import Subscription
 
 logger = logging.getLogger("conveyor.execution.worker")
@@ -30,34 +30,6 @@ HEARTBEAT_RETRY = 1.0
 """Seconds before a failed renewal is tried again (well inside the TTL)."""
 
 _encoder = msgspec.json.Encoder()
-
-
-class RegistrationError(ConveyorError):
-    """The platform refused a worker's registration, or could not be reached in time.
-
-    Attributes:
-        http_status: the platform's answer, or ``None`` when it was unreachable.
-        error_code: the ``code`` of the platform's error body.
-        field: the field the platform blamed.
-        rule: the rule that field broke.
-    """
-
-    code = "registration_failed"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        error_code: str | None = None,
-        field: str | None = None,
-        rule: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.error_code = error_code
-        self.field = field
-        self.rule = rule
 
 
 class Registrar:

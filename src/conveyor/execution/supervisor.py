@@ -39,7 +39,7 @@ from prometheus_client import (
 )
 
 from conveyor.clock import Clock, SystemClock
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, SupervisorError
 from conveyor.execution._fleet import Fleet, worker_command
 from conveyor.execution._probes import HealthProbe, PlatformProbe
 from conveyor.execution.scaling import Decision, Sample, ScalingPolicy, ScalingSettings
@@ -329,12 +329,6 @@ async def _supervise(
             loop.remove_signal_handler(sig)
     if fleet is not None and fleet.failure is not None:
         raise SupervisorError(fleet.failure)
-
-
-class SupervisorError(ConveyorError):
-    """The supervisor gave up: its worker processes cannot start (see :attr:`message`)."""
-
-    code = "supervisor_failed"
 
 
 __all__ = [

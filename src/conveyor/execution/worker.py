@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from conveyor._gc import tune_for_throughput
-from conveyor.execution._registration import RegistrationError
+from conveyor.errors import RegistrationError
 from conveyor.execution._server import (
     DEFAULT_CONCURRENCY,
     ENDPOINT_TTL,

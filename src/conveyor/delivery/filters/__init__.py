@@ -111,8 +111,8 @@ from conveyor.delivery.filters._compile import (
     MAX_STRING,
     MAX_VALUES,
     Compiler,
-    FilterError,
 )
+from conveyor.errors import FilterError
 
 __all__ = ["MAX_DEPTH", "MAX_STRING", "MAX_VALUES", "Filter", "FilterError", "compile_filter"]
 

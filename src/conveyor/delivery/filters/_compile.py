@@ -32,7 +32,7 @@ from conveyor.delivery.filters._match import (
     nested_value,
     wildcard,
 )
-from conveyor.errors import InvalidRequest
+from conveyor.errors import FilterError
 
 MAX_DEPTH: Final = 10
 MAX_VALUES: Final = 100
@@ -48,23 +48,6 @@ _COMPARISONS: Final[Mapping[str, Callable[[float, float], bool]]] = {
     ">=": operator.ge,
     ">": operator.gt,
 }
-
-
-class FilterError(InvalidRequest, ValueError):
-    """A filter pattern is invalid.
-
-    Attributes:
-        field: JSON pointer to the offending place in the pattern (``""`` for the whole of it).
-        rule: the rule broken (see the module's documentation for the list).
-        message: what is wrong, naming the place.
-    """
-
-    field: str
-    rule: str
-
-    def __init__(self, message: str, *, field: str, rule: str) -> None:
-        where = f"at {field}" if field else "at the top level"
-        super().__init__(f"invalid filter {where}: {message}", field=field, rule=rule)
 
 
 class _Leaf:
