@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from conveyor.api.dlq_schemas import DeadLetterCount
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.dead_letters import DeadLetterCount
 
 dlq_app = typer.Typer(
     help="A subscription's dead letters: list, show, redrive, purge.", no_args_is_help=True

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.api.schemas import EndpointInfo, LambdaInfo
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.schemas import EndpointInfo, LambdaInfo
 
 endpoint_app = typer.Typer(
     help="A lambda's endpoints: list (with health), add a static one, remove.",

@@ -39,11 +39,12 @@ from conveyor._cli_schema import schema_app
 from conveyor.delivery.health import HealthPolicy
 from conveyor.errors import ConveyorError, InvalidRequest
 from conveyor.model import DeliveryFormat, Priority, RetryPolicy, SchemaSettings, Subscription
-from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
+from conveyor.settings import NodeSettings
+from conveyor.wire.connections import DEFAULT_PORT, DEFAULT_URL
 
 if TYPE_CHECKING:
-    from conveyor.api.schemas import SubscriptionInfo
     from conveyor.client import Client
+    from conveyor.wire.schemas import SubscriptionInfo
 
 app = typer.Typer(
     name="conveyor",
@@ -470,7 +471,7 @@ def _locality(text: str) -> str:
 def _signing_secrets(text: str | None) -> list[str]:
     if not text:
         return []
-    from conveyor.delivery.signing import split_secrets
+    from conveyor.wire.signing import split_secrets
 
     try:
         return split_secrets(text)

@@ -14,7 +14,13 @@ import pydantic
 import pytest
 from aiohttp import web
 
-from conveyor.delivery.protocol import (
+from conveyor.delivery.transcode import AvroCodec, cloud_event
+from conveyor.execution import EventContext, Lambda
+from conveyor.execution._payload import CanonicalDecoder
+from conveyor.execution._schemas import SchemaCache, SchemaFetchError
+from conveyor.frontend.registry import protobuf
+from conveyor.model import DeliveryFormat, Event, Outcome
+from conveyor.wire.push import (
     AVRO_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
@@ -22,12 +28,6 @@ from conveyor.delivery.protocol import (
     PushRequest,
     PushResult,
 )
-from conveyor.delivery.transcode import AvroCodec, cloud_event
-from conveyor.execution import EventContext, Lambda
-from conveyor.execution._payload import CanonicalDecoder
-from conveyor.execution._schemas import SchemaCache, SchemaFetchError
-from conveyor.frontend.registry import protobuf
-from conveyor.model import DeliveryFormat, Event, Outcome
 
 PUBLISHED_MS = 1_700_000_000_000
 AVRO_ID, PROTO_ID = 11, 12

@@ -19,29 +19,7 @@ from conveyor._client.http import Answer, HttpSession, _segment
 from conveyor._client.publish import build_request, encode_payload, request_from_mapping
 from conveyor._client.releases import ReleaseMethods
 from conveyor._resource import AsyncResource
-from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
-from conveyor.api.registry_schemas import (
-    CompatibilitySetting,
-    CompatibilityView,
-    Registered,
-    SchemaRequest,
-    SchemaView,
-    SubjectView,
-)
-from conveyor.api.schemas import (
-    BatchPublishRequest,
-    BatchPublishResult,
-    EndpointInfo,
-    EndpointRegistration,
-    EventView,
-    Health,
-    LambdaInfo,
-    PublishRequest,
-    PublishResult,
-    SubscriptionInfo,
-)
 from conveyor.errors import Conflict, ConveyorError
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PARTITIONS,
@@ -55,6 +33,28 @@ from conveyor.model import (
     SchemaType,
     Subscription,
     Topic,
+)
+from conveyor.wire.dead_letters import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
+from conveyor.wire.registry import (
+    Compatibility,
+    CompatibilitySetting,
+    CompatibilityView,
+    Registered,
+    SchemaRequest,
+    SchemaView,
+    SubjectView,
+)
+from conveyor.wire.schemas import (
+    BatchPublishRequest,
+    BatchPublishResult,
+    EndpointInfo,
+    EndpointRegistration,
+    EventView,
+    Health,
+    LambdaInfo,
+    PublishRequest,
+    PublishResult,
+    SubscriptionInfo,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]

@@ -8,8 +8,8 @@ from typing import TypedDict
 
 import msgspec
 
-from conveyor.api.schemas import PublishRequest
 from conveyor.model import Priority
+from conveyor.wire.schemas import PublishRequest
 
 __all__ = [
     "EventFields",

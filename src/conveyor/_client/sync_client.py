@@ -11,25 +11,6 @@ from typing import Self, TypeVar
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
 from conveyor._client.batching import BatchSettings
 from conveyor._client.threaded import Publisher
-from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
-from conveyor.api.registry_schemas import (
-    CompatibilityView,
-    Registered,
-    SchemaView,
-    SubjectView,
-)
-from conveyor.api.release_schemas import LambdaReleases, ReleasePolicy
-from conveyor.api.schemas import (
-    BatchPublishResult,
-    EndpointInfo,
-    EventView,
-    Health,
-    LambdaInfo,
-    PublishRequest,
-    PublishResult,
-    SubscriptionInfo,
-)
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PARTITIONS,
@@ -42,6 +23,25 @@ from conveyor.model import (
     SchemaType,
     Subscription,
     Topic,
+)
+from conveyor.wire.dead_letters import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
+from conveyor.wire.registry import (
+    Compatibility,
+    CompatibilityView,
+    Registered,
+    SchemaView,
+    SubjectView,
+)
+from conveyor.wire.releases import LambdaReleases, ReleasePolicy
+from conveyor.wire.schemas import (
+    BatchPublishResult,
+    EndpointInfo,
+    EventView,
+    Health,
+    LambdaInfo,
+    PublishRequest,
+    PublishResult,
+    SubscriptionInfo,
 )
 
 __all__ = ["Client"]

@@ -45,16 +45,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 import fastavro
 import msgspec
 
-from conveyor.delivery.protocol import (
+from conveyor.errors import ConveyorError, InvalidRequest, NotFound
+from conveyor.frontend.registry import protobuf
+from conveyor.model import DeliveryFormat, Event, SchemaType, Topic
+from conveyor.wire.push import (
     AVRO_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
     PushEvent,
 )
-from conveyor.errors import ConveyorError, InvalidRequest, NotFound
-from conveyor.frontend.registry import protobuf
-from conveyor.model import DeliveryFormat, Event, SchemaType, Topic
 
 if TYPE_CHECKING:
     from conveyor.catalog import Catalog

@@ -13,7 +13,7 @@ The decoder is chosen once, when the handler is registered:
   ``msgspec.json.decode(raw, type=T)``.
 
 A push carries JSON, binary data (Avro or Protobuf, in the subscription's chosen encoding) or
-a CloudEvent wrapping either (see :mod:`conveyor.delivery.protocol`). Binary data is decoded
+a CloudEvent wrapping either (see :mod:`conveyor.wire.push`). Binary data is decoded
 with its registry schema into its canonical JSON form, then like JSON: a handler sees the same
 value whatever the encoding its subscription chose.
 """
@@ -29,7 +29,7 @@ from typing import Annotated, Any, TypeAlias, get_args, get_origin
 
 import msgspec
 
-from conveyor.delivery.protocol import (
+from conveyor.wire.push import (
     AVRO_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
     JSON_CONTENT_TYPE,

@@ -28,7 +28,6 @@ from typing import Literal, TypeAlias, TypeVar
 import msgspec
 
 from conveyor.clock import Clock, SystemClock
-from conveyor.delivery.protocol import PushEvent, PushRequest, PushResponse, PushResult
 from conveyor.execution._handler import Handler, HandlerFunc, build_handler
 from conveyor.execution._lanes import run_all
 from conveyor.execution._payload import PayloadError, SchemaLookup, decode_push
@@ -36,7 +35,8 @@ from conveyor.execution._schemas import SchemaFetchError
 from conveyor.execution.context import EventContext
 from conveyor.execution.results import Fatal, Retry
 from conveyor.model import DeliveryFormat, Outcome, RetryPolicy, Subscription, is_valid_name
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.push import PushEvent, PushRequest, PushResponse, PushResult
 
 logger = logging.getLogger("conveyor.execution")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from conveyor.delivery.protocol import JSON_CONTENT_TYPE, PushEvent
+from conveyor.wire.push import JSON_CONTENT_TYPE, PushEvent
 
 
 class EventContext(msgspec.Struct, frozen=True, kw_only=True):

@@ -35,13 +35,13 @@ from urllib.parse import unquote
 import msgspec
 from aiohttp import hdrs, web
 
-from conveyor.api.errors import decode_body, from_msgspec, too_deep
-from conveyor.api.schemas import MAX_BATCH_EVENTS, BatchPublishRequest, PublishRequest
 from conveyor.errors import InvalidRequest
 from conveyor.frontend import cloudevents
 from conveyor.frontend._decoding import Place, WriterSchemas, decoded
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.model import MAX_VERSION, SchemaType, Topic
+from conveyor.wire.envelope import decode_body, from_msgspec, too_deep
+from conveyor.wire.schemas import MAX_BATCH_EVENTS, BatchPublishRequest, PublishRequest
 
 __all__ = [
     "AVRO_TYPES",
