@@ -9,7 +9,7 @@ Lifecycle::
 
 A push that carries its timeout (``Conveyor-Timeout``) is answered by its deadline: handler
 calls still running then are cancelled, or (sync handlers) no longer waited for, and their
-events answer ``retry`` (``delivery/protocol.py``).
+events answer ``retry`` (``wire/push.py``).
 
 Invariant: a push accepted before the drain began is answered (unless ``drain_timeout``
 passes first); a push that arrives after it is refused with 503 and ``Retry-After``, which the
