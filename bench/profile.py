@@ -54,7 +54,7 @@ from bench.drain import ROOT, machine, publish_all, steady, write_doc
 from bench.peers.conveyor_side import versions
 from bench.timers import Platform
 from conveyor import EventContext, Lambda
-from conveyor.delivery.protocol import PushEvent, PushRequest
+from conveyor.wire.push import PushEvent, PushRequest
 
 SAMPLE_RATE = 500  # samples per second per process (each py-spy costs CPU too)
 # (stage, (file fragment, function or "" for any)): the innermost frame that matches decides.

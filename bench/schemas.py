@@ -29,11 +29,11 @@ import fastavro
 import msgspec
 
 from bench.drain import machine, run, write_doc
-from conveyor.api.schemas import PublishRequest
 from conveyor.codecs import protobuf
+from conveyor.codecs.validation import check_payload, compile_schema
 from conveyor.frontend.registry.avro_json import to_json_schema
 from conveyor.frontend.registry.proto_json import to_json_schema as proto_json_schema
-from conveyor.frontend.validation import check_payload, compile_schema
+from conveyor.wire.schemas import PublishRequest
 
 EVENT: dict[str, object] = {
     "order_id": "ord-000123",

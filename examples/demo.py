@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor import Client, ConveyorError
-from conveyor.settings import DEFAULT_PORT
+from conveyor.wire.connections import DEFAULT_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

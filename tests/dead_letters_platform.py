@@ -24,18 +24,18 @@ from aiohttp import web
 
 from conveyor._resource import AsyncResource
 from conveyor.api.app import build_app
-from conveyor.api.schemas import PublishRequest
 from conveyor.clock import FakeClock
-from conveyor.delivery.protocol import (
+from conveyor.flow.dead_letters import DeadLetters
+from conveyor.model import Outcome, Subscription, Topic
+from conveyor.node import Node
+from conveyor.settings import NodeSettings
+from conveyor.wire.push import (
     PUSH_PATH,
     PushResponse,
     PushResult,
     push_request_decoder,
 )
-from conveyor.flow.dead_letters import DeadLetters
-from conveyor.model import Outcome, Subscription, Topic
-from conveyor.node import Node
-from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import PublishRequest
 
 T = TypeVar("T")
 

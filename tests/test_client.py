@@ -2,7 +2,7 @@
 
 The double runs in a thread with its own event loop, so that both the async client and the
 blocking client can talk to it; it records every request and answers with canned bodies
-encoded from :mod:`conveyor.api.schemas`.
+encoded from :mod:`conveyor.wire.schemas`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,18 @@ import pydantic
 import pytest
 from aiohttp import web
 
-from conveyor.api.schemas import (
+from conveyor.client import AsyncClient, Client
+from conveyor.errors import (
+    Conflict,
+    ConveyorError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    SchemaViolation,
+    StoreUnavailable,
+)
+from conveyor.model import RetryPolicy, Subscription, Topic
+from conveyor.wire.schemas import (
     BatchPublishResult,
     EndpointInfo,
     ErrorBody,
@@ -35,17 +46,6 @@ from conveyor.api.schemas import (
     SubscriptionInfo,
     SubscriptionStats,
 )
-from conveyor.client import AsyncClient, Client
-from conveyor.errors import (
-    Conflict,
-    ConveyorError,
-    InvalidRequest,
-    NotFound,
-    RateLimited,
-    SchemaViolation,
-    StoreUnavailable,
-)
-from conveyor.model import RetryPolicy, Subscription, Topic
 
 EVENT_ID = "0190a1b2c3d4e5f60718293a4b5c6d7e"
 PENDING = PublishResult(id=EVENT_ID, state="pending", partition=1, offset=7)

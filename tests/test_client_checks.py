@@ -11,13 +11,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from conveyor.api.app import build_app
-from conveyor.api.schemas import ErrorResponse
 from conveyor.client import AsyncClient
 from conveyor.clock import FakeClock
 from conveyor.errors import InvalidRequest
 from conveyor.model import RetryPolicy, Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import ErrorResponse
 
 UNREACHABLE = "http://127.0.0.1:9"
 Call = Callable[[AsyncClient], Awaitable[object]]

@@ -20,13 +20,13 @@ from aiohttp.test_utils import TestServer
 from typer.testing import CliRunner
 
 from conveyor.api.app import build_app
-from conveyor.api.schemas import EventView, PublishResult
 from conveyor.cli import app
 from conveyor.client import AsyncClient, Client
 from conveyor.codecs import protobuf
 from conveyor.errors import InvalidRequest
 from conveyor.model import Priority, SchemaSettings, SchemaType, Topic
 from conveyor.node import Node
+from conveyor.wire.schemas import EventView, PublishResult
 from dead_letters_platform import Rig, ThreadedPlatform, dead_letter_rig
 
 AVRO = "application/vnd.apache.avro"

@@ -21,12 +21,12 @@ from aiohttp.test_utils import TestServer
 from typer.testing import CliRunner
 
 from conveyor.api.app import build_app
-from conveyor.api.schemas import BatchPublishResult, PublishRequest, PublishResult
 from conveyor.cli import app as cli
 from conveyor.client import AsyncClient, AsyncPublisher, BatchSettings, Client
 from conveyor.clock import FakeClock
 from conveyor.errors import Conflict, ConveyorError, PublisherFull, SchemaViolation
 from conveyor.model import Topic
+from conveyor.wire.schemas import BatchPublishResult, PublishRequest, PublishResult
 from dead_letters_platform import Rig, ThreadedPlatform, dead_letter_rig
 
 UNREACHABLE = "http://127.0.0.1:9"

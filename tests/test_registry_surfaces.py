@@ -13,8 +13,8 @@ from typer.testing import CliRunner, Result
 from conveyor import Client
 from conveyor.cli import app
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import SchemaSettings
+from conveyor.wire.registry import Compatibility
 from dead_letters_platform import ThreadedPlatform
 
 V1 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}

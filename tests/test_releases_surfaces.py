@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from conveyor import Client
-from conveyor.api.release_schemas import ReleasePolicy, ReleaseState
 from conveyor.cli import app
 from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.wire.releases import ReleasePolicy, ReleaseState
 from dead_letters_platform import LAMBDA, TOPIC, ThreadedPlatform
 
 

@@ -14,7 +14,6 @@ __version__ = "0.1.0"
 
 from conveyor.client import AsyncClient, AsyncPublisher, BatchSettings, Client, Publisher
 from conveyor.delivery.health import HealthPolicy
-from conveyor.delivery.releases_policy import ReleasePolicy
 from conveyor.errors import (
     Conflict,
     ConveyorError,
@@ -30,7 +29,6 @@ from conveyor.errors import (
     SubscriberTimeout,
 )
 from conveyor.execution import EventContext, Fatal, Lambda, Retry, Worker
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import (
     Control,
     DeliveryFormat,
@@ -43,6 +41,8 @@ from conveyor.model import (
     Subscription,
     Topic,
 )
+from conveyor.wire.registry import Compatibility
+from conveyor.wire.releases import ReleasePolicy
 
 __all__ = [
     "AsyncClient",

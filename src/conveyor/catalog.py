@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from conveyor.codecs.validation import PayloadValidator, compile_schema
 from conveyor.errors import InvalidRequest, NotFound
-from conveyor.frontend.validation import PayloadValidator, compile_schema
 from conveyor.model import Control, Subscription, Topic
 from conveyor.store.base import Store
 

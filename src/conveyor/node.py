@@ -22,7 +22,6 @@ from conveyor.delivery.locality import preferences_of
 from conveyor.delivery.prober import Prober
 from conveyor.delivery.push import Pusher
 from conveyor.delivery.releases import Releases
-from conveyor.delivery.signing import Signer
 from conveyor.delivery.transcode import Transcoder
 from conveyor.errors import ConveyorError
 from conveyor.flow.dead_letters import DeadLetters
@@ -37,6 +36,7 @@ from conveyor.scheduler.timers import TimerService
 from conveyor.settings import NodeSettings
 from conveyor.store.base import Endpoint, Store
 from conveyor.store.sqlite import SqliteStore
+from conveyor.wire.signing import Signer
 
 log = logging.getLogger("conveyor.node")
 

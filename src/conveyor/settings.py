@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 
 from conveyor.delivery.health import HealthPolicy
-
-DEFAULT_PORT = 8400
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
-
-
-class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """Limits on the connections of an HTTP server (the API, the worker's push server).
-
-    Attributes:
-        idle_timeout: seconds a connection without a complete request stays open after it
-            opened or after its last response. Longer than the clients' own keep-alive
-            (15 s for the SDK, 60 s for the platform's pushes to workers), so that the
-            client closes an idle connection first and no request races the close.
-        header_timeout: seconds from a request's first byte to the end of its headers;
-            a slower request's connection is closed.
-        max_connections: open connections at most; a new one beyond is answered 503 with
-            ``Retry-After`` and closed.
-    """
-
-    idle_timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 75.0
-    header_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
-    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 512
+from conveyor.wire.connections import DEFAULT_PORT, ConnectionLimits
 
 
 class NodeSettings(msgspec.Struct, frozen=True, kw_only=True):

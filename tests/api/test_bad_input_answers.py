@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from conveyor.api.app import build_app
 from conveyor.api.routes import ROUTES
-from conveyor.api.schemas import MAX_DELAY_SECONDS, ErrorBody, ErrorResponse
 from conveyor.clock import FakeClock
-from conveyor.frontend.nesting import MAX_NESTING
 from conveyor.model import Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.nesting import MAX_NESTING
+from conveyor.wire.schemas import MAX_DELAY_SECONDS, ErrorBody, ErrorResponse
 
 Client = TestClient[web.Request, web.Application]
 Snapshot = tuple[dict[str, list[int]], list[tuple[int, str]]]

@@ -19,12 +19,12 @@ import pytest
 from aiohttp import web
 
 from conveyor.api.app import Server
-from conveyor.api.connections import LimitedSite
-from conveyor.api.schemas import ErrorResponse
 from conveyor.clock import FakeClock
 from conveyor.execution import Lambda, Worker
 from conveyor.node import Node
-from conveyor.settings import ConnectionLimits, NodeSettings
+from conveyor.settings import NodeSettings
+from conveyor.wire.connections import ConnectionLimits, LimitedSite
+from conveyor.wire.schemas import ErrorResponse
 
 BOUND = 10.0  # seconds: what a 0.3 s timeout must do well within
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]

@@ -17,9 +17,9 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from conveyor.api.app import build_app
-from conveyor.api.dlq_schemas import DeadLetter, DeadLetterCount, DeadLetterPage
-from conveyor.api.schemas import ErrorBody, ErrorResponse
 from conveyor.model import AttemptOutcome
+from conveyor.wire.dead_letters import DeadLetter, DeadLetterCount, DeadLetterPage
+from conveyor.wire.schemas import ErrorBody, ErrorResponse
 from dead_letters_platform import SUB, Rig, dead_letter_rig
 
 Client = TestClient[web.Request, web.Application]

@@ -21,19 +21,19 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from conveyor.api.app import build_app
 from conveyor.api.openapi import openapi_document
-from conveyor.api.schemas import (
-    BatchPublishResult,
-    ErrorBody,
-    ErrorResponse,
-    EventView,
-    PublishResult,
-)
 from conveyor.clock import FakeClock
 from conveyor.codecs import protobuf
 from conveyor.codecs.cloudevents import to_cloudevent
 from conveyor.model import Priority, SchemaSettings, SchemaType, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import (
+    BatchPublishResult,
+    ErrorBody,
+    ErrorResponse,
+    EventView,
+    PublishResult,
+)
 
 Client = TestClient[web.Request, web.Application]
 Snapshot = tuple[dict[str, list[int]], list[tuple[int, str]]]

@@ -16,17 +16,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from conveyor.api.app import build_app
 from conveyor.api.openapi import documented_statuses
 from conveyor.api.routes import ROUTES
-from conveyor.api.schemas import (
+from conveyor.clock import FakeClock
+from conveyor.model import Topic
+from conveyor.node import Node
+from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import (
     BatchPublishResult,
     ErrorBody,
     ErrorResponse,
     PublishResult,
     SubscriptionInfo,
 )
-from conveyor.clock import FakeClock
-from conveyor.model import Topic
-from conveyor.node import Node
-from conveyor.settings import NodeSettings
 
 MAX_REQUEST_BYTES = 64 * 1024
 SCHEMA: dict[str, object] = {

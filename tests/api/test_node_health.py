@@ -22,13 +22,13 @@ from typer.testing import CliRunner
 
 from conveyor import AsyncClient, __version__
 from conveyor.api.app import build_app
-from conveyor.api.schemas import Health, SubscriptionInfo
 from conveyor.cli import app
 from conveyor.clock import FakeClock
 from conveyor.model import Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
 from conveyor.store.sqlite import SqliteStore
+from conveyor.wire.schemas import Health, SubscriptionInfo
 
 Client = TestClient[web.Request, web.Application]
 

@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from conveyor.api.app import build_app
 from conveyor.api.openapi import openapi_document
-from conveyor.api.schemas import ErrorResponse
 from conveyor.clock import FakeClock
 from conveyor.model import Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import ErrorResponse
 
 Client = TestClient[web.Request, web.Application]
 HUGE = 10**16

@@ -30,10 +30,10 @@ from yarl import URL
 from conveyor.api.app import Server
 from conveyor.api.openapi import openapi_document, operation_id
 from conveyor.api.routes import ROUTES, Route
-from conveyor.api.schemas import ErrorResponse
 from conveyor.clock import FakeClock
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import ErrorResponse
 
 MAX_REQUEST_BYTES = 16 * 1024
 DOCUMENT: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(openapi_document()))

@@ -11,9 +11,9 @@ import pytest
 
 from conveyor.clock import FakeClock
 from conveyor.delivery.endpoints import VersionSplit
-from conveyor.delivery.releases_policy import ReleasePolicy
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.releases import ReleasePolicy
 
 LAMBDA = "worker"
 URL = "http://127.0.0.1:9/conveyor/push"  # never pushed to: no subscription

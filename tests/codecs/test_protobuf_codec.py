@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor.codecs.protobuf import ProtoSchema, decode, encode, parse
+from conveyor.codecs.validation import check_payload, compile_schema
 from conveyor.errors import SchemaViolation
 from conveyor.frontend.registry.proto_json import to_json_schema
-from conveyor.frontend.validation import check_payload, compile_schema
 from protoc_files import protoc_descriptor_set
 
 

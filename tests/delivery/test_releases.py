@@ -12,11 +12,11 @@ import pytest
 from conveyor.clock import FakeClock
 from conveyor.delivery.endpoints import NO_SPLIT, VersionSplit
 from conveyor.delivery.releases import LambdaView, Releases
-from conveyor.delivery.releases_policy import ReleasePolicy, ReleaseState
 from conveyor.errors import Conflict, NotFound
 from conveyor.metrics import Metrics
 from conveyor.node import open_store
 from conveyor.store.base import Store
+from conveyor.wire.releases import ReleasePolicy, ReleaseState
 
 LAMBDA = "worker"
 POLICY = ReleasePolicy()  # share 0.1, window 60 s, 20 pushes, +10 points, 2x + 50 ms

@@ -6,17 +6,9 @@ from __future__ import annotations
 import pytest
 
 from conveyor.delivery.releases_lifecycle import abandon, decide, first_seen, promote, roll_back
-from conveyor.delivery.releases_policy import (
-    Action,
-    Figures,
-    Release,
-    ReleasePolicy,
-    ReleaseState,
-    SideFigures,
-    Verdict,
-    judge,
-)
+from conveyor.delivery.releases_policy import Action, Release, Verdict, judge
 from conveyor.errors import NotFound
+from conveyor.wire.releases import Figures, ReleasePolicy, ReleaseState, SideFigures
 
 NOW = 1_700_000_000_000
 STABLE = Release("v1", ReleaseState.STABLE, NOW - 10_000, NOW - 10_000)

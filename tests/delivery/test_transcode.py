@@ -19,16 +19,6 @@ from conveyor.catalog import Catalog
 from conveyor.clock import FakeClock
 from conveyor.codecs import protobuf
 from conveyor.delivery.endpoints import EndpointState
-from conveyor.delivery.protocol import (
-    AVRO_CONTENT_TYPE,
-    CLOUDEVENTS_CONTENT_TYPE,
-    PROTOBUF_CONTENT_TYPE,
-    PushEvent,
-    PushRequest,
-    PushResponse,
-    PushResult,
-    push_request_decoder,
-)
 from conveyor.delivery.push import Pusher
 from conveyor.delivery.transcode import Transcoder, Unencodable, check_format
 from conveyor.errors import InvalidRequest
@@ -43,6 +33,16 @@ from conveyor.model import (
     Topic,
 )
 from conveyor.node import open_store
+from conveyor.wire.push import (
+    AVRO_CONTENT_TYPE,
+    CLOUDEVENTS_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE,
+    PushEvent,
+    PushRequest,
+    PushResponse,
+    PushResult,
+    push_request_decoder,
+)
 
 AVRO, PROTO = SchemaType.AVRO, SchemaType.PROTOBUF
 PUBLISHED_MS = 1_700_000_000_123

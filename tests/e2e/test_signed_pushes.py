@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Platform, wait_for
-from conveyor.delivery.signing import generate_secret
+from conveyor.wire.signing import generate_secret
 
 
 def publish(platform: Platform, payload: object) -> str:

@@ -15,9 +15,9 @@ import msgspec
 from aiohttp import web
 
 from conveyor._resource import AsyncResource
-from conveyor.api.schemas import ErrorBody, ErrorResponse
-from conveyor.delivery.protocol import PushEvent, PushRequest
 from conveyor.model import Subscription, Topic
+from conveyor.wire.push import PushEvent, PushRequest
+from conveyor.wire.schemas import ErrorBody, ErrorResponse
 
 PUBLISHED_MS = 1_700_000_000_000
 

@@ -12,9 +12,9 @@ import pydantic
 import pytest
 from execution_fakes import PUBLISHED_MS, push
 
-from conveyor.delivery.protocol import PushEvent, PushRequest, PushResult
 from conveyor.execution import EventContext, Fatal, Lambda, Retry
 from conveyor.model import Outcome, RetryPolicy, Subscription
+from conveyor.wire.push import PushEvent, PushRequest, PushResult
 
 
 class Order(msgspec.Struct):

@@ -17,7 +17,11 @@ from aiohttp import web
 from conveyor.codecs import protobuf
 from conveyor.codecs.avro import AvroCodec
 from conveyor.codecs.envelope import cloud_event
-from conveyor.delivery.protocol import (
+from conveyor.execution import EventContext, Lambda
+from conveyor.execution._payload import CanonicalDecoder
+from conveyor.execution._schemas import SchemaCache, SchemaFetchError
+from conveyor.model import DeliveryFormat, Event, Outcome
+from conveyor.wire.push import (
     AVRO_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
@@ -25,10 +29,6 @@ from conveyor.delivery.protocol import (
     PushRequest,
     PushResult,
 )
-from conveyor.execution import EventContext, Lambda
-from conveyor.execution._payload import CanonicalDecoder
-from conveyor.execution._schemas import SchemaCache, SchemaFetchError
-from conveyor.model import DeliveryFormat, Event, Outcome
 
 PUBLISHED_MS = 1_700_000_000_000
 AVRO_ID, PROTO_ID = 11, 12

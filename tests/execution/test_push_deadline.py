@@ -13,9 +13,9 @@ import pytest
 from execution_fakes import push
 
 from conveyor.clock import FakeClock
-from conveyor.delivery.protocol import PushResponse, handler_budget, parse_timeout
 from conveyor.execution import Lambda
 from conveyor.model import Outcome
+from conveyor.wire.push import PushResponse, handler_budget, parse_timeout
 
 
 async def settle() -> None:

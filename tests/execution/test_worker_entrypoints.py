@@ -15,10 +15,10 @@ import msgspec
 import pytest
 from execution_fakes import FakePlatform, push
 
-from conveyor.api.schemas import ErrorBody
-from conveyor.delivery.protocol import PushResult, push_response_decoder
 from conveyor.execution import Lambda, load_app
 from conveyor.model import Outcome
+from conveyor.wire.push import PushResult, push_response_decoder
+from conveyor.wire.schemas import ErrorBody
 
 APP_SOURCE = """
 import asyncio

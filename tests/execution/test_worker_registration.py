@@ -9,10 +9,10 @@ import msgspec
 import pytest
 from execution_fakes import FakePlatform, until
 
-from conveyor.api.schemas import EndpointRegistration, ErrorBody
 from conveyor.clock import FakeClock
 from conveyor.execution import Lambda, RegistrationError, Worker
 from conveyor.model import Subscription
+from conveyor.wire.schemas import EndpointRegistration, ErrorBody
 
 
 def billing_app() -> Lambda:

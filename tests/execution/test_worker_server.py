@@ -9,9 +9,9 @@ import msgspec
 import pytest
 from execution_fakes import push, until
 
-from conveyor.delivery.protocol import PushRequest, PushResponse, PushResult, push_response_decoder
 from conveyor.execution import Lambda, Retry, Worker
 from conveyor.model import Outcome
+from conveyor.wire.push import PushRequest, PushResponse, PushResult, push_response_decoder
 
 
 async def post(http: aiohttp.ClientSession, url: str, request: PushRequest) -> PushResponse:

@@ -16,12 +16,12 @@ from pathlib import Path
 import msgspec
 from push_double import PushEndpoint
 
-from conveyor.api.schemas import DeliveryView, PublishRequest
 from conveyor.clock import FakeClock
 from conveyor.flow.runner import Runner
 from conveyor.model import Priority, RetryPolicy, Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.schemas import DeliveryView, PublishRequest
 
 TOPIC = "orders"
 SUB = "billing"

@@ -1,4 +1,4 @@
-"""A lambda's push endpoint on 127.0.0.1, speaking the protocol of conveyor.delivery.protocol.
+"""A lambda's push endpoint on 127.0.0.1, speaking the protocol of conveyor.wire.push.
 
 It answers every push with what a scripted ``Responder`` says, records every event it
 received (with the FakeClock's time of arrival), and counts events in flight at once.
@@ -15,7 +15,8 @@ from aiohttp import web
 
 from conveyor._resource import AsyncResource
 from conveyor.clock import FakeClock
-from conveyor.delivery.protocol import (
+from conveyor.model import Outcome
+from conveyor.wire.push import (
     PUSH_PATH,
     PushEvent,
     PushRequest,
@@ -23,7 +24,6 @@ from conveyor.delivery.protocol import (
     PushResult,
     push_request_decoder,
 )
-from conveyor.model import Outcome
 
 
 @dataclass(frozen=True)

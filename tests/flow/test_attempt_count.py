@@ -25,9 +25,9 @@ from node_harness import (
 from push_double import PushEndpoint, Reply, Responder
 
 from conveyor.clock import FakeClock
-from conveyor.delivery.protocol import PushRequest, PushResult
 from conveyor.model import Outcome, RetryPolicy, Subscription, Topic
 from conveyor.node import Node
+from conveyor.wire.push import PushRequest, PushResult
 
 PUSH_TIMEOUT = 0.2  # real seconds: a push held longer times out
 POLICY = RetryPolicy(max_attempts=2, min_backoff=1.0, max_backoff=1.0)

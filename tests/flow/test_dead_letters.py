@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from conveyor.api.dlq_schemas import DeadLetterQuery, DeadLetterSelection
-from conveyor.api.schemas import PublishRequest
 from conveyor.clock import FakeClock, to_ms
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.flow.dead_letters import DeadLetters
 from conveyor.model import AttemptOutcome
+from conveyor.wire.dead_letters import DeadLetterQuery, DeadLetterSelection
+from conveyor.wire.schemas import PublishRequest
 from dead_letters_platform import OTHER_TOPIC, SUB, Rig, dead_letter_rig
 
 

@@ -56,11 +56,11 @@ from node_harness import LAMBDA, SUB, TOPIC, advance_to, delivery, highest, publ
 from push_double import PushEndpoint, Reply
 
 from conveyor.clock import FakeClock, to_ms
-from conveyor.delivery.protocol import PushRequest, PushResult
 from conveyor.flow.retry import backoff_bound
 from conveyor.model import AttemptOutcome, Outcome, Priority, RetryPolicy, Subscription, Topic
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.push import PushRequest, PushResult
 
 POLICY = RetryPolicy(max_attempts=3, min_backoff=1, max_backoff=4, multiplier=2)
 KEYS = (None, "a", "b", "c")

@@ -9,8 +9,8 @@ from push_double import PushEndpoint, Reply
 
 from conveyor.clock import FakeClock
 from conveyor.delivery.health import HealthPolicy
-from conveyor.delivery.protocol import PushRequest
 from conveyor.model import RetryPolicy
+from conveyor.wire.push import PushRequest
 
 BASE_EJECTION = HealthPolicy().ejection_time
 

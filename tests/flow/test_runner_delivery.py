@@ -31,12 +31,12 @@ from node_harness import (
 )
 from push_double import PushEndpoint, Reply, each, succeed
 
-from conveyor.api.schemas import AttemptView
 from conveyor.clock import FakeClock, to_ms
-from conveyor.delivery.protocol import PushEvent, PushRequest, PushResult
 from conveyor.model import AttemptOutcome, Outcome, RetryPolicy
 from conveyor.node import Node, open_store
 from conveyor.settings import NodeSettings
+from conveyor.wire.push import PushEvent, PushRequest, PushResult
+from conveyor.wire.schemas import AttemptView
 
 
 # -- the success path -----------------------------------------------------------------------------

@@ -24,10 +24,10 @@ from node_harness import (
 from push_double import PushEndpoint, Reply, each
 
 from conveyor.clock import FakeClock, to_ms
-from conveyor.delivery.protocol import PushRequest, PushResult
 from conveyor.errors import InvalidRequest
 from conveyor.model import Outcome, Priority, RateLimit, RetryPolicy
 from conveyor.node import Node
+from conveyor.wire.push import PushRequest, PushResult
 
 
 async def set_control(node: Node, **changes: object) -> None:

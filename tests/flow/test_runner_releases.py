@@ -13,11 +13,11 @@ from push_double import PushEndpoint, each, succeed
 
 from conveyor.clock import FakeClock
 from conveyor.delivery.endpoints import NO_SPLIT
-from conveyor.delivery.protocol import PushEvent, PushResult
-from conveyor.delivery.releases_policy import ReleasePolicy, ReleaseState
 from conveyor.model import Outcome, RetryPolicy
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.push import PushEvent, PushResult
+from conveyor.wire.releases import ReleasePolicy, ReleaseState
 
 EVENTS = 60
 # Decide early in the trial, on a canary that gets half the pushes.

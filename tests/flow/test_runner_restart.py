@@ -24,8 +24,8 @@ from node_harness import (
 from push_double import PushEndpoint, Responder, each, succeed
 
 from conveyor.clock import FakeClock, to_ms
-from conveyor.delivery.protocol import PushEvent, PushResult
 from conveyor.model import AttemptOutcome, Outcome, RetryPolicy
+from conveyor.wire.push import PushEvent, PushResult
 
 POLICY = RetryPolicy(max_attempts=5, min_backoff=2, max_backoff=2)
 

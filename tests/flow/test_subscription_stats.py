@@ -14,12 +14,12 @@ from node_harness import LAMBDA, SUB, advance_to, publish, request, running_node
 from node_harness import until_async as until
 from push_double import PushEndpoint, each
 
-from conveyor.api.schemas import SubscriptionStats
 from conveyor.clock import FakeClock
-from conveyor.delivery.protocol import PushEvent, PushResult
 from conveyor.model import Outcome, RetryPolicy
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.push import PushEvent, PushResult
+from conveyor.wire.schemas import SubscriptionStats
 
 DELAY = 60.0  # beyond the timer window (30 s): a frontend-only node never holds these timers
 OVERDUE_AFTER = NodeSettings().health_overdue_seconds

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from conveyor.frontend.registry import avro
-from conveyor.frontend.registry.modes import Compatibility, breaking_changes
+from conveyor.frontend.registry.modes import breaking_changes
+from conveyor.wire.registry import Compatibility
 
 MODES = list(Compatibility)
 PASSES = {

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from conveyor.frontend.registry import jsonschema
 from conveyor.frontend.registry.breaking import join
-from conveyor.frontend.registry.modes import Compatibility, breaking_changes
+from conveyor.frontend.registry.modes import breaking_changes
+from conveyor.wire.registry import Compatibility
 
 Schema = dict[str, object]
 Finding = tuple[str, str]  # (path, rule)

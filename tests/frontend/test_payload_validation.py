@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from conveyor.codecs.validation import check_payload, compile_schema, pointer
 from conveyor.errors import InvalidRequest, SchemaViolation
-from conveyor.frontend.validation import check_payload, compile_schema, pointer
 
 
 def violation(schema: dict[str, object], value: object) -> SchemaViolation:

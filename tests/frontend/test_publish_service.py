@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from conveyor.api.schemas import MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, PublishRequest
 from conveyor.catalog import Catalog
 from conveyor.clock import FakeClock, to_ms
 from conveyor.errors import InvalidRequest
@@ -17,6 +16,7 @@ from conveyor.metrics import Metrics
 from conveyor.model import Event, Topic
 from conveyor.node import open_store
 from conveyor.store.base import Store
+from conveyor.wire.schemas import MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, PublishRequest
 
 TOPIC = Topic(name="orders", partitions=4)
 

@@ -12,11 +12,11 @@ from conveyor.clock import FakeClock
 from conveyor.codecs import protobuf
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
 from conveyor.frontend.registry import registry as registry_module
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.model import SchemaType
 from conveyor.node import open_store
 from conveyor.store.base import Store, StoredSchema
+from conveyor.wire.registry import Compatibility
 
 JSON = SchemaType.JSON
 

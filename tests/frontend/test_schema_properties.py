@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conveyor.codecs.validation import check_payload, compile_schema
 from conveyor.errors import SchemaViolation
 from conveyor.frontend.registry import avro
 from conveyor.frontend.registry.avro_json import to_json_schema
-from conveyor.frontend.validation import check_payload, compile_schema
 
 NAMES = st.text("abcdefghij", min_size=1, max_size=6)
 SCALARS = ("string", "integer", "boolean", "number")

@@ -21,7 +21,7 @@ from conveyor._client.schemas import SchemaMethods
 from conveyor._client.subscriptions import SubscriptionMethods
 from conveyor._client.topics import TopicMethods
 from conveyor._resource import AsyncResource
-from conveyor.api.schemas import (
+from conveyor.wire.schemas import (
     Health,
 )
 

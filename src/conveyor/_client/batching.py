@@ -36,7 +36,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, Unpack
 
 from conveyor._client.publish import PublishOptions, build_request
-from conveyor.api.schemas import ErrorDetail, PublishRequest, PublishResult
 from conveyor.clock import Clock, SystemClock, TimerHandle
 from conveyor.errors import (
     Conflict,
@@ -45,6 +44,7 @@ from conveyor.errors import (
     PublisherFull,
     SchemaViolation,
 )
+from conveyor.wire.schemas import ErrorDetail, PublishRequest, PublishResult
 
 if TYPE_CHECKING:
     from conveyor._client.async_client import AsyncClient

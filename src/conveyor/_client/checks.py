@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
-from conveyor.api.errors import from_msgspec
+from conveyor.wire.envelope import from_msgspec
 
 S = TypeVar("S", bound=msgspec.Struct)
 

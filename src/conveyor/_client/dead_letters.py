@@ -9,7 +9,7 @@ import msgspec
 
 from conveyor._client.dlq import listing_query, selection
 from conveyor._client.http import HttpSession
-from conveyor.api.dlq_schemas import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
+from conveyor.wire.dead_letters import DEFAULT_PAGE, DeadLetter, DeadLetterCount, DeadLetterPage
 
 __all__ = ["DeadLetterMethods"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from conveyor.api.dlq_schemas import DeadLetterSelection
+from conveyor.wire.dead_letters import DeadLetterSelection
 
 __all__ = ["listing_query", "selection"]
 

@@ -16,15 +16,15 @@ from conveyor._client.errors import error_from_answer
 from conveyor._client.events import EventMethods
 from conveyor._client.http import Answer, HttpSession, _segment
 from conveyor._client.publish import build_request, encode_payload
-from conveyor.api.schemas import (
-    PublishRequest,
-    PublishResult,
-)
 from conveyor.errors import ConveyorError
 from conveyor.model import (
     Priority,
 )
 from conveyor.options import PublishOptions
+from conveyor.wire.schemas import (
+    PublishRequest,
+    PublishResult,
+)
 
 __all__ = ["EncodedPublishMethods"]
 

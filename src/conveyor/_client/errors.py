@@ -6,7 +6,6 @@ import re
 
 import msgspec
 
-from conveyor.api.schemas import ErrorBody, ErrorResponse
 from conveyor.errors import (
     Conflict,
     ConveyorError,
@@ -17,6 +16,7 @@ from conveyor.errors import (
     SchemaViolation,
     StoreUnavailable,
 )
+from conveyor.wire.schemas import ErrorBody, ErrorResponse
 
 __all__ = ["error_from_answer"]
 

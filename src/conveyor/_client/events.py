@@ -10,14 +10,14 @@ import msgspec
 
 from conveyor._client.http import HttpSession
 from conveyor._client.publish import build_request, request_from_mapping
-from conveyor.api.schemas import (
+from conveyor.options import PublishOptions
+from conveyor.wire.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
     EventView,
     PublishRequest,
     PublishResult,
 )
-from conveyor.options import PublishOptions
 
 __all__ = ["EventMethods"]
 

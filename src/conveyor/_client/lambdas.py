@@ -9,12 +9,12 @@ import msgspec
 
 from conveyor._client.checks import checked
 from conveyor._client.http import HttpSession
-from conveyor.api.schemas import (
+from conveyor.options import EndpointOptions
+from conveyor.wire.schemas import (
     EndpointInfo,
     EndpointRegistration,
     LambdaInfo,
 )
-from conveyor.options import EndpointOptions
 
 __all__ = ["LambdaMethods"]
 

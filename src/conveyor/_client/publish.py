@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from conveyor.api.schemas import PublishRequest
 from conveyor.model import Priority
 from conveyor.options import PublishOptions
+from conveyor.wire.schemas import PublishRequest
 
 __all__ = [
     "EventFields",

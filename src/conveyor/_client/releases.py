@@ -7,7 +7,7 @@ import msgspec
 
 from conveyor._client.checks import checked
 from conveyor._client.http import HttpSession
-from conveyor.api.release_schemas import LambdaReleases, ReleasePolicy
+from conveyor.wire.releases import LambdaReleases, ReleasePolicy
 
 __all__ = ["ReleaseMethods"]
 

@@ -8,17 +8,17 @@ from collections.abc import Mapping
 import msgspec
 
 from conveyor._client.http import HttpSession
-from conveyor.api.registry_schemas import (
+from conveyor.model import (
+    SchemaType,
+)
+from conveyor.wire.registry import (
+    Compatibility,
     CompatibilitySetting,
     CompatibilityView,
     Registered,
     SchemaRequest,
     SchemaView,
     SubjectView,
-)
-from conveyor.frontend.registry.modes import Compatibility
-from conveyor.model import (
-    SchemaType,
 )
 
 __all__ = ["SchemaMethods"]

@@ -9,14 +9,14 @@ import msgspec
 
 from conveyor._client.checks import checked
 from conveyor._client.http import HttpSession
-from conveyor.api.schemas import (
-    SubscriptionInfo,
-)
 from conveyor.model import (
     RateLimit,
     Subscription,
 )
 from conveyor.options import SubscriptionOptions, build_subscription
+from conveyor.wire.schemas import (
+    SubscriptionInfo,
+)
 
 __all__ = ["SubscriptionMethods"]
 

@@ -18,7 +18,7 @@ from typing import Any, Self, TypeVar, Unpack
 from conveyor._client.async_client import AsyncClient
 from conveyor._client.batching import AsyncPublisher, BatchSettings
 from conveyor._client.publish import PublishOptions, build_request
-from conveyor.api.schemas import PublishRequest, PublishResult
+from conveyor.wire.schemas import PublishRequest, PublishResult
 
 __all__ = ["Publisher"]
 

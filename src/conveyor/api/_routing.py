@@ -9,8 +9,8 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from conveyor.api.errors import decode_body
 from conveyor.node import Node
+from conveyor.wire.envelope import decode_body
 
 NODE = web.AppKey("node", Node)
 T = TypeVar("T")

@@ -13,12 +13,12 @@ import msgspec
 from aiohttp import web
 
 from conveyor._gc import tune_for_throughput
-from conveyor.api.connections import LimitedSite
 from conveyor.api.errors import errors_middleware
 from conveyor.api.openapi import openapi_document
 from conveyor.api.routes import NODE, ROUTES
 from conveyor.node import Node
 from conveyor.settings import NodeSettings
+from conveyor.wire.connections import LimitedSite
 
 log = logging.getLogger("conveyor.api")
 

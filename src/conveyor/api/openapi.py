@@ -10,7 +10,7 @@ import msgspec
 
 from conveyor import __version__
 from conveyor.api.routes import ROUTES, Route
-from conveyor.api.schemas import ErrorResponse
+from conveyor.wire.schemas import ErrorResponse
 
 _REF = "#/components/schemas/{name}"
 _PARAM = re.compile(r"\{(\w+)\}")

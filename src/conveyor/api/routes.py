@@ -17,7 +17,13 @@ from conveyor.api.routes_control import CONTROL_ROUTES
 from conveyor.api.routes_dlq import DLQ_ROUTES
 from conveyor.api.routes_registry import REGISTRY_ROUTES
 from conveyor.api.routes_releases import RELEASE_ROUTES
-from conveyor.api.schemas import (
+from conveyor.delivery.endpoints import EndpointState
+from conveyor.delivery.transcode import check_format
+from conveyor.errors import Conflict, ConveyorError, InvalidRequest, NotFound
+from conveyor.frontend.formats import relocate, requests_from_http
+from conveyor.model import NAME_PATTERN, Subscription, Topic, is_valid_name
+from conveyor.node import Node
+from conveyor.wire.schemas import (
     BatchPublishRequest,
     BatchPublishResult,
     BatchQuery,
@@ -31,12 +37,6 @@ from conveyor.api.schemas import (
     PublishResult,
     SubscriptionInfo,
 )
-from conveyor.delivery.endpoints import EndpointState
-from conveyor.delivery.transcode import check_format
-from conveyor.errors import Conflict, ConveyorError, InvalidRequest, NotFound
-from conveyor.frontend.formats import relocate, requests_from_http
-from conveyor.model import NAME_PATTERN, Subscription, Topic, is_valid_name
-from conveyor.node import Node
 
 __all__ = ["NODE", "ROUTES", "Route"]
 

@@ -11,9 +11,9 @@ import msgspec
 from aiohttp import web
 
 from conveyor.api._routing import NODE, Route, json_response, read_body
-from conveyor.api.schemas import SubscriptionInfo
 from conveyor.clock import to_ms
 from conveyor.model import RateLimit
+from conveyor.wire.schemas import SubscriptionInfo
 
 
 async def _apply(request: web.Request, **changes: object) -> web.Response:

@@ -1,6 +1,6 @@
 """The dead-letter queue's routes: list, inspect, redrive and purge a subscription's dead letters.
 
-Query parameters are read into :class:`~conveyor.api.dlq_schemas.DeadLetterQuery`; a bad one
+Query parameters are read into :class:`~conveyor.wire.dead_letters.DeadLetterQuery`; a bad one
 is refused with its place as ``/query/<name>`` (times that are not RFC 3339 break the rule
 ``format``).
 """
@@ -11,16 +11,16 @@ import msgspec
 from aiohttp import web
 
 from conveyor.api._routing import NODE, Route, json_response, read_body
-from conveyor.api.dlq_schemas import (
+from conveyor.errors import InvalidRequest
+from conveyor.flow.dead_letters import DeadLetters
+from conveyor.wire.dead_letters import (
     DeadLetter,
     DeadLetterCount,
     DeadLetterPage,
     DeadLetterQuery,
     DeadLetterSelection,
 )
-from conveyor.api.errors import from_msgspec
-from conveyor.errors import InvalidRequest
-from conveyor.flow.dead_letters import DeadLetters
+from conveyor.wire.envelope import from_msgspec
 
 _TIMES = ("since", "until")
 

@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from conveyor.api._routing import NODE, Route, json_response, read_body
-from conveyor.api.registry_schemas import (
+from conveyor.errors import InvalidRequest
+from conveyor.model import MAX_VERSION, is_valid_name
+from conveyor.store.base import StoredSchema
+from conveyor.wire.registry import (
     BreakingView,
     CompatibilitySetting,
     CompatibilityView,
@@ -16,9 +19,6 @@ from conveyor.api.registry_schemas import (
     SchemaView,
     SubjectView,
 )
-from conveyor.errors import InvalidRequest
-from conveyor.model import MAX_VERSION, is_valid_name
-from conveyor.store.base import StoredSchema
 
 
 def schema_view(stored: StoredSchema) -> SchemaView:

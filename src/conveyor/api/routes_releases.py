@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from conveyor.api._routing import NODE, Route, json_response, read_body
-from conveyor.api.release_schemas import LambdaReleases, ReleaseView
 from conveyor.delivery.releases import LambdaView
-from conveyor.delivery.releases_policy import Figures, Release, ReleasePolicy, ReleaseState
+from conveyor.delivery.releases_policy import Release
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.model import NAME_PATTERN, is_valid_name
 from conveyor.node import Node
+from conveyor.wire.releases import Figures, LambdaReleases, ReleasePolicy, ReleaseState, ReleaseView
 
 
 def _time(ms: int) -> datetime:

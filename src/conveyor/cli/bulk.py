@@ -23,10 +23,10 @@ import typer
 from conveyor._client.async_client import AsyncClient
 from conveyor._client.batching import AsyncPublisher, BatchSettings
 from conveyor._client.publish import build_request, request_from_mapping
-from conveyor.api.schemas import PublishRequest, PublishResult
 from conveyor.cli.common import console
 from conveyor.errors import InvalidRequest
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.schemas import PublishRequest, PublishResult
 
 __all__ = ["BulkSummary", "publish_lines", "publish_many"]
 

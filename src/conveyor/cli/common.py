@@ -106,7 +106,7 @@ def parse_locality(text: str) -> str:
 def signing_secrets(text: str | None) -> list[str]:
     if not text:
         return []
-    from conveyor.delivery.signing import split_secrets
+    from conveyor.wire.signing import split_secrets
 
     try:
         return split_secrets(text)

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 import typer
 
-from conveyor.settings import ConnectionLimits
+from conveyor.wire.connections import ConnectionLimits
 
 _DEFAULTS = ConnectionLimits()
 

@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from conveyor.api.dlq_schemas import DeadLetterCount
 from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.dead_letters import DeadLetterCount
 
 dlq_app = typer.Typer(
     help="A subscription's dead letters: list, show, redrive, purge.", no_args_is_help=True

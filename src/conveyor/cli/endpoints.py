@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.api.schemas import EndpointInfo, EndpointRegistration, LambdaInfo
 from conveyor.cli.common import AsJson, Server, console, print_json, session
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.schemas import EndpointInfo, EndpointRegistration, LambdaInfo
 
 # The option defaults are the wire's (one definition; see conveyor.options.EndpointOptions).
 _ENDPOINT = EndpointRegistration(url="http://defaults")

@@ -14,7 +14,7 @@ from rich.table import Table
 from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
 from conveyor.cli.endpoints import print_lambdas
 from conveyor.model import Priority
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
 
 
 def _attributes(pairs: list[str]) -> dict[str, str] | None:

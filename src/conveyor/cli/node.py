@@ -30,7 +30,8 @@ from conveyor.cli.connections import (
 )
 from conveyor.delivery.health import HealthPolicy
 from conveyor.errors import ConveyorError
-from conveyor.settings import DEFAULT_PORT, DEFAULT_URL, NodeSettings
+from conveyor.settings import NodeSettings
+from conveyor.wire.connections import DEFAULT_PORT, DEFAULT_URL
 
 
 def serve(

@@ -13,11 +13,10 @@ import typer
 from rich.table import Table
 
 from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
 
 if TYPE_CHECKING:
-    from conveyor.api.release_schemas import LambdaReleases, ReleasePolicy, ReleaseView
-    from conveyor.delivery.releases_policy import SideFigures
+    from conveyor.wire.releases import LambdaReleases, ReleasePolicy, ReleaseView, SideFigures
 
 release_app = typer.Typer(
     help="A lambda's releases: list, promote, roll back, and the release policy.",

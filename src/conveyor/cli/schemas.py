@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from conveyor.cli.common import Server, console, print_json, session
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import SchemaType
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.registry import Compatibility
 
 schema_app = typer.Typer(
     help="The schema registry: register, check, list, show, compatibility.",

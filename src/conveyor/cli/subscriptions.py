@@ -23,10 +23,10 @@ from conveyor.cli.common import (
 )
 from conveyor.model import DeliveryFormat, RetryPolicy, Subscription
 from conveyor.options import SUBSCRIPTION_DEFAULTS
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
 
 if TYPE_CHECKING:
-    from conveyor.api.schemas import SubscriptionInfo
+    from conveyor.wire.schemas import SubscriptionInfo
 
 # The defaults shown are the model's (conveyor.options): the CLI states none of its own.
 _DEFAULT = SUBSCRIPTION_DEFAULTS

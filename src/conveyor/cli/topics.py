@@ -11,7 +11,7 @@ from rich.table import Table
 
 from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
 from conveyor.model import SchemaSettings
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
 
 topic_app = typer.Typer(help="Create and inspect topics.", no_args_is_help=True)
 

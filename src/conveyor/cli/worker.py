@@ -17,7 +17,7 @@ from conveyor.cli.connections import (
     MaxConnections,
     connection_limits,
 )
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
 
 
 def worker(

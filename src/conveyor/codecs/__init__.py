@@ -10,7 +10,9 @@ and what publishers send and subscribers take:
 * :mod:`~conveyor.codecs.binary` — a publisher's Avro or Protobuf datum, as the canonical form;
 * :mod:`~conveyor.codecs.cloudevents` — CloudEvents in (structured and binary mode);
 * :mod:`~conveyor.codecs.envelope` — CloudEvents out (a push's envelope, and its reading);
-* :mod:`~conveyor.codecs.transcode` — an event in its subscription's encoding and version.
+* :mod:`~conveyor.codecs.transcode` — an event in its subscription's encoding and version;
+* :mod:`~conveyor.codecs.validation` — a canonical payload checked against its JSON Schema
+  (used by the catalog for a topic's own schema and by the registry and the publish path).
 
 The layer rule: the codecs sit low. They import only ``model`` and ``errors`` (and their
 third-party libraries), never a layer above — no store, registry, HTTP or push protocol.

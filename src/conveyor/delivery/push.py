@@ -22,7 +22,9 @@ import msgspec
 from conveyor._resource import AsyncResource
 from conveyor.clock import Clock, SystemClock
 from conveyor.delivery.endpoints import EndpointState
-from conveyor.delivery.protocol import (
+from conveyor.delivery.transcode import Transcoder, Unencodable
+from conveyor.model import Event, Outcome
+from conveyor.wire.push import (
     SUBSCRIPTION_HEADER,
     TIMEOUT_HEADER,
     PushEvent,
@@ -30,9 +32,7 @@ from conveyor.delivery.protocol import (
     push_request_encoder,
     push_response_decoder,
 )
-from conveyor.delivery.signing import Signer, new_message_id
-from conveyor.delivery.transcode import Transcoder, Unencodable
-from conveyor.model import Event, Outcome
+from conveyor.wire.signing import Signer, new_message_id
 
 MAX_ERROR_LENGTH = 2000
 _HEADERS = {"Content-Type": "application/json"}

@@ -27,19 +27,12 @@ import msgspec
 from conveyor.clock import Clock, sleep_unless_stopped, to_ms
 from conveyor.delivery.endpoints import NO_SPLIT, VersionSplit
 from conveyor.delivery.releases_lifecycle import abandon, decide, first_seen, promote, roll_back
-from conveyor.delivery.releases_policy import (
-    EXCLUDED,
-    Action,
-    Figures,
-    Release,
-    ReleasePolicy,
-    ReleaseState,
-    judge,
-)
+from conveyor.delivery.releases_policy import EXCLUDED, Action, Release, judge
 from conveyor.delivery.releases_window import Trial
 from conveyor.errors import ConveyorError
 from conveyor.metrics import Metrics
 from conveyor.store.base import LambdaReleases, Store, StoredRelease
+from conveyor.wire.releases import Figures, ReleasePolicy, ReleaseState
 
 __all__ = ["TICK", "LambdaView", "Releases"]
 

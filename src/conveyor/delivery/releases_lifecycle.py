@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import msgspec
 
-from conveyor.delivery.releases_policy import Action, Figures, Release, ReleaseState, Verdict
+from conveyor.delivery.releases_policy import Action, Release, Verdict
 from conveyor.errors import Conflict, NotFound
+from conveyor.wire.releases import Figures, ReleaseState
 
 __all__ = ["abandon", "decide", "first_seen", "promote", "roll_back"]
 

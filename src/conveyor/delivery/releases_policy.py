@@ -1,4 +1,7 @@
-"""Releases, without I/O: the states, the policy, the figures, and the verdict on a trial.
+"""Releases, without I/O: the stored release and the verdict on a trial.
+
+The states, the policy and the figures are part of the HTTP contract:
+:mod:`conveyor.wire.releases`.
 
 A lambda has at most one **stable** version and at most one **canary** (a version on trial);
 versions seen while a canary is on trial wait as **pending**, in order. A canary ends
@@ -13,94 +16,22 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Annotated
 
 import msgspec
+
+from conveyor.wire.releases import Figures, ReleasePolicy, ReleaseState
 
 __all__ = [
     "EXCLUDED",
     "Action",
-    "Figures",
     "Release",
-    "ReleasePolicy",
-    "ReleaseState",
-    "SideFigures",
     "Verdict",
     "judge",
 ]
 
 
-class ReleaseState(enum.StrEnum):
-    """Where a version of a lambda stands."""
-
-    STABLE = "stable"
-    CANARY = "canary"
-    PENDING = "pending"
-    ROLLED_BACK = "rolled_back"
-    SUPERSEDED = "superseded"
-
-
 EXCLUDED = frozenset({ReleaseState.PENDING, ReleaseState.ROLLED_BACK})
 """States whose endpoints get no pushes."""
-
-
-class ReleasePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How a lambda's new versions are tried, judged and decided.
-
-    Attributes:
-        share: the share of pushes a canary gets while both it and the stable version have
-            live endpoints.
-        window_seconds: the span of the figures compared, and how long a canary is watched
-            before it can be promoted.
-        min_pushes: pushes to the canary within the window before any decision.
-        max_failure_increase: the canary is rolled back when its failure rate exceeds the
-            stable version's by more than this (absolute: 0.1 is ten points).
-        max_latency_ratio: the canary is rolled back when its p95 latency exceeds the stable
-            version's times this, plus ``latency_slack``.
-        latency_slack: seconds added to the latency limit, so that fast handlers are not
-            judged on noise.
-        auto_promote: promote a healthy canary after the window; otherwise it stays on trial
-            (and can still be rolled back) until promoted by hand.
-    """
-
-    share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
-    window_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 60.0
-    min_pushes: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
-    max_failure_increase: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
-    max_latency_ratio: Annotated[float, msgspec.Meta(ge=1, le=1000)] = 2.0
-    latency_slack: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.05
-    auto_promote: bool = True
-
-
-class SideFigures(msgspec.Struct, frozen=True):
-    """One side of a trial (the canary, or every other version) over the window.
-
-    Attributes:
-        pushes: pushes that ended with an answer or a failure.
-        failures: pushes in which any event did not succeed.
-        events: events in those pushes.
-        failure_rate: ``failures / pushes`` (0 without pushes).
-        latency_p50: the median seconds from push to answer (``None`` without pushes).
-        latency_p95: the 95th percentile of those seconds.
-    """
-
-    pushes: int = 0
-    failures: int = 0
-    events: int = 0
-    failure_rate: float = 0.0
-    latency_p50: float | None = None
-    latency_p95: float | None = None
-
-
-class Figures(msgspec.Struct, frozen=True):
-    """A trial's figures: the canary's and the stable side's, over ``seconds`` (the window),
-    and their counts over the whole trial (``canary_trial``, ``stable_trial``)."""
-
-    seconds: float
-    canary: SideFigures
-    stable: SideFigures
-    canary_trial: SideFigures = SideFigures()
-    stable_trial: SideFigures = SideFigures()
 
 
 class Release(msgspec.Struct, frozen=True):

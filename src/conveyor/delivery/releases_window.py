@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from conveyor.delivery.releases_policy import Figures, SideFigures
+from conveyor.wire.releases import Figures, SideFigures
 
 __all__ = ["MAX_LATENCY_SAMPLES", "Side", "Trial"]
 

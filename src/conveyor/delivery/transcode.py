@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from conveyor.codecs.transcode import Route, encoded, transcode
-from conveyor.delivery.protocol import PushEvent
 from conveyor.errors import ConveyorError, InvalidRequest, NotFound
 from conveyor.model import DeliveryFormat, Event, SchemaType, Topic
+from conveyor.wire.push import PushEvent
 
 if TYPE_CHECKING:
     from conveyor.catalog import Catalog

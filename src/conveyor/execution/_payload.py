@@ -13,7 +13,7 @@ The decoder is chosen once, when the handler is registered:
   ``msgspec.json.decode(raw, type=T)``.
 
 A push carries JSON, binary data (Avro or Protobuf, in the subscription's chosen encoding) or
-a CloudEvent wrapping either (see :mod:`conveyor.delivery.protocol`). Binary data is decoded
+a CloudEvent wrapping either (see :mod:`conveyor.wire.push`). Binary data is decoded
 with its registry schema into its canonical JSON form (:mod:`conveyor.codecs`), then like
 JSON: a handler sees the same value whatever the encoding its subscription chose.
 """
@@ -36,7 +36,7 @@ from conveyor.codecs.media import (
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
 )
-from conveyor.delivery.protocol import PushEvent
+from conveyor.wire.push import PushEvent
 
 JsonDecoder: TypeAlias = Callable[[bytes], object]
 """JSON bytes to the declared type."""

@@ -12,9 +12,9 @@ import msgspec
 
 from conveyor._client.async_client import AsyncClient
 from conveyor._resource import AsyncResource
-from conveyor.delivery.protocol import PUSH_PATH
 from conveyor.errors import ConveyorError
 from conveyor.execution._server import HEALTH_PATH, WorkerHealth
+from conveyor.wire.push import PUSH_PATH
 
 PLATFORM_TIMEOUT = 5.0
 HEALTH_TIMEOUT = 2.0

@@ -13,10 +13,10 @@ import logging
 import aiohttp
 import msgspec
 
-from conveyor.api.schemas import EndpointRegistration, ErrorResponse
 from conveyor.clock import Clock
 from conveyor.errors import RegistrationError
 from conveyor.model import Subscription
+from conveyor.wire.schemas import EndpointRegistration, ErrorResponse
 
 logger = logging.getLogger("conveyor.execution.worker")
 

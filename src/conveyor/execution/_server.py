@@ -9,7 +9,7 @@ Lifecycle::
 
 A push that carries its timeout (``Conveyor-Timeout``) is answered by its deadline: handler
 calls still running then are cancelled, or (sync handlers) no longer waited for, and their
-events answer ``retry`` (``delivery/protocol.py``).
+events answer ``retry`` (``wire/push.py``).
 
 Invariant: a push accepted before the drain began is answered (unless ``drain_timeout``
 passes first); a push that arrives after it is refused with 503 and ``Retry-After``, which the
@@ -31,21 +31,20 @@ import msgspec
 from aiohttp import web
 
 from conveyor._resource import AsyncResource
-from conveyor.api.connections import LimitedSite
-from conveyor.api.schemas import EndpointRegistration, ErrorBody, ErrorResponse
 from conveyor.clock import Clock, SystemClock
-from conveyor.delivery.protocol import (
+from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
+from conveyor.execution._schemas import SchemaCache
+from conveyor.execution.app import Lambda
+from conveyor.wire.connections import ConnectionLimits, LimitedSite
+from conveyor.wire.push import (
     PUSH_PATH,
     TIMEOUT_HEADER,
     handler_budget,
     parse_timeout,
     push_request_decoder,
 )
-from conveyor.delivery.signing import SignatureError, Verifier
-from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
-from conveyor.execution._schemas import SchemaCache
-from conveyor.execution.app import Lambda
-from conveyor.settings import ConnectionLimits
+from conveyor.wire.schemas import EndpointRegistration, ErrorBody, ErrorResponse
+from conveyor.wire.signing import SignatureError, Verifier
 
 logger = logging.getLogger("conveyor.execution.worker")
 

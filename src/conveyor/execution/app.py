@@ -28,7 +28,6 @@ from typing import Literal, TypeAlias, TypeVar, Unpack
 import msgspec
 
 from conveyor.clock import Clock, SystemClock
-from conveyor.delivery.protocol import PushEvent, PushRequest, PushResponse, PushResult
 from conveyor.execution._handler import Handler, HandlerFunc, build_handler
 from conveyor.execution._lanes import run_all
 from conveyor.execution._payload import PayloadError, SchemaLookup, decode_push
@@ -37,7 +36,8 @@ from conveyor.execution.context import EventContext
 from conveyor.execution.results import Fatal, Retry
 from conveyor.model import DeliveryFormat, Outcome, Subscription, is_valid_name
 from conveyor.options import HandlerOptions, build_subscription
-from conveyor.settings import DEFAULT_URL
+from conveyor.wire.connections import DEFAULT_URL
+from conveyor.wire.push import PushEvent, PushRequest, PushResponse, PushResult
 
 logger = logging.getLogger("conveyor.execution")
 

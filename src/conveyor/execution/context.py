@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from conveyor.codecs.media import JSON_CONTENT_TYPE
-from conveyor.delivery.protocol import PushEvent
+from conveyor.wire.push import PushEvent
 
 
 class EventContext(msgspec.Struct, frozen=True, kw_only=True):

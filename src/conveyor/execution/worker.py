@@ -26,7 +26,7 @@ from conveyor.execution._server import (
     WorkerHealth,
 )
 from conveyor.execution.app import Lambda
-from conveyor.settings import ConnectionLimits
+from conveyor.wire.connections import ConnectionLimits
 
 logger = logging.getLogger("conveyor.execution.worker")
 

@@ -17,7 +17,12 @@ from typing import Annotated
 
 import msgspec
 
-from conveyor.api.dlq_schemas import (
+from conveyor.catalog import Catalog
+from conveyor.clock import Clock, to_ms
+from conveyor.errors import InvalidRequest, NotFound
+from conveyor.model import DeliveryState, Event, Subscription
+from conveyor.store.base import DeliveryRow, Store
+from conveyor.wire.dead_letters import (
     MAX_PAGE,
     DeadLetter,
     DeadLetterCount,
@@ -25,12 +30,7 @@ from conveyor.api.dlq_schemas import (
     DeadLetterQuery,
     DeadLetterSelection,
 )
-from conveyor.api.schemas import AttemptView
-from conveyor.catalog import Catalog
-from conveyor.clock import Clock, to_ms
-from conveyor.errors import InvalidRequest, NotFound
-from conveyor.model import DeliveryState, Event, Subscription
-from conveyor.store.base import DeliveryRow, Store
+from conveyor.wire.schemas import AttemptView
 
 OnRedrive = Callable[[str], None]
 """Told a subscription's name once some of its dead letters were sent back to it."""

@@ -13,9 +13,9 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING
 
 from conveyor.clock import Clock, to_ms
-from conveyor.cluster import Ownership
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
 from conveyor.errors import ConveyorError, LeaseLost
@@ -24,6 +24,9 @@ from conveyor.flow.runner import Runner
 from conveyor.metrics import Metrics
 from conveyor.model import Event, Subscription, Topic
 from conveyor.store.base import Progress, Store
+
+if TYPE_CHECKING:
+    from conveyor.cluster import Ownership  # the node runtime sits above flow: a type only
 
 log = logging.getLogger("conveyor.flow")
 

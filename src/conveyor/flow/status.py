@@ -11,14 +11,6 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from conveyor.api.schemas import (
-    AttemptView,
-    ConcurrencyView,
-    DeliveryView,
-    EventView,
-    SubscriptionInfo,
-    SubscriptionStats,
-)
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
 from conveyor.delivery.endpoints import EndpointPool
@@ -34,6 +26,14 @@ from conveyor.model import (
     lane_of,
 )
 from conveyor.store.base import CursorState, DeliveryRow, OverdueTimers, Store
+from conveyor.wire.schemas import (
+    AttemptView,
+    ConcurrencyView,
+    DeliveryView,
+    EventView,
+    SubscriptionInfo,
+    SubscriptionStats,
+)
 
 
 def _dt(ms: int | None) -> datetime | None:

@@ -1,6 +1,6 @@
 """Where a publish request's fields come from, by the format it is written in.
 
-The publish path checks a :class:`~conveyor.api.schemas.PublishRequest` and names the fields
+The publish path checks a :class:`~conveyor.wire.schemas.PublishRequest` and names the fields
 it refuses as that request's (``/delay``, ``/events/2/payload``). A request written in
 another format had those fields elsewhere: in ``Conveyor-*`` headers (Avro and Protobuf
 bodies), in a CloudEvent's attributes (``/conveyordelay``), or in ``ce-*`` headers (a

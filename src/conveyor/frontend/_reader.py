@@ -2,7 +2,7 @@
 
 Avro and Protobuf bodies carry their metadata in ``Conveyor-*`` headers; CloudEvents carry
 theirs as attributes (structured mode, batches) or ``ce-*`` headers (binary mode). Each event
-becomes a :class:`~conveyor.api.schemas.PublishRequest` with a JSON payload, checked as the
+becomes a :class:`~conveyor.wire.schemas.PublishRequest` with a JSON payload, checked as the
 JSON API checks it; binary data is decoded with the registry version it was written with
 (:mod:`conveyor.frontend._decoding`, :mod:`conveyor.codecs`).
 """
@@ -17,8 +17,6 @@ from urllib.parse import unquote
 
 import msgspec
 
-from conveyor.api.errors import decode_body, from_msgspec, too_deep
-from conveyor.api.schemas import MAX_BATCH_EVENTS, PublishRequest
 from conveyor.codecs import cloudevents
 from conveyor.codecs.media import AVRO_TYPES, PROTOBUF_TYPES, media_type
 from conveyor.errors import InvalidRequest
@@ -37,6 +35,8 @@ from conveyor.frontend._fields import (
 )
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.model import MAX_VERSION, SchemaType, Topic
+from conveyor.wire.envelope import decode_body, from_msgspec, too_deep
+from conveyor.wire.schemas import MAX_BATCH_EVENTS, PublishRequest
 
 __all__ = ["Reader"]
 

@@ -32,8 +32,6 @@ import re
 import msgspec
 from aiohttp import hdrs, web
 
-from conveyor.api.errors import decode_body
-from conveyor.api.schemas import BatchPublishRequest, PublishRequest
 from conveyor.codecs.media import (
     AVRO_TYPES,
     CLOUDEVENTS_BATCH_CONTENT_TYPE,
@@ -47,6 +45,8 @@ from conveyor.frontend._fields import IDEMPOTENCY_KEY, Format, relocated
 from conveyor.frontend._reader import Reader
 from conveyor.frontend.registry.registry import SchemaRegistry
 from conveyor.model import SchemaType, Topic
+from conveyor.wire.envelope import decode_body
+from conveyor.wire.schemas import BatchPublishRequest, PublishRequest
 
 __all__ = [
     "AVRO_TYPES",

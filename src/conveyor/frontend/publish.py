@@ -13,7 +13,17 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from conveyor._ids import new_id
-from conveyor.api.schemas import (
+from conveyor.catalog import Catalog
+from conveyor.clock import Clock, to_ms
+from conveyor.codecs.validation import PayloadValidator, check_payload
+from conveyor.errors import InvalidRequest, NotFound, SchemaViolation
+from conveyor.frontend.partitioning import partition_for
+from conveyor.frontend.registry.registry import Schema, SchemaRegistry
+from conveyor.metrics import Metrics
+from conveyor.model import Event, Priority, Topic, log_partition
+from conveyor.store.base import NewEvent, Store, Stored
+from conveyor.wire.nesting import MAX_NESTING, nests_deeper
+from conveyor.wire.schemas import (
     MAX_ATTRIBUTE_KEY,
     MAX_ATTRIBUTE_VALUE,
     MAX_ATTRIBUTES,
@@ -21,16 +31,6 @@ from conveyor.api.schemas import (
     PublishRequest,
     PublishResult,
 )
-from conveyor.catalog import Catalog
-from conveyor.clock import Clock, to_ms
-from conveyor.errors import InvalidRequest, NotFound, SchemaViolation
-from conveyor.frontend.nesting import MAX_NESTING, nests_deeper
-from conveyor.frontend.partitioning import partition_for
-from conveyor.frontend.registry.registry import Schema, SchemaRegistry
-from conveyor.frontend.validation import PayloadValidator, check_payload
-from conveyor.metrics import Metrics
-from conveyor.model import Event, Priority, Topic, log_partition
-from conveyor.store.base import NewEvent, Store, Stored
 
 _SHALLOW_BYTES = 2 * MAX_NESTING + 1
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 
+from conveyor.codecs.validation import compile_schema
 from conveyor.errors import InvalidRequest
 from conveyor.frontend.registry._json_compare import Comparator
 from conveyor.frontend.registry._json_document import walk
 from conveyor.frontend.registry._json_drafts import DRAFT_7_URI, declared_draft, normalize
 from conveyor.frontend.registry.breaking import Breaking
-from conveyor.frontend.validation import compile_schema
 
 
 def parse(text: str) -> dict[str, object]:

@@ -13,42 +13,15 @@ mode                     the new schema must be able to ...
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import msgspec
 
 from conveyor.frontend.registry.breaking import Breaking
+from conveyor.wire.registry import Compatibility
 
 S = TypeVar("S")
-
-
-class Compatibility(enum.StrEnum):
-    """How a subject's new version must relate to the versions before it."""
-
-    NONE = "NONE"
-    BACKWARD = "BACKWARD"
-    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
-    FORWARD = "FORWARD"
-    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
-    FULL = "FULL"
-    FULL_TRANSITIVE = "FULL_TRANSITIVE"
-
-    @property
-    def transitive(self) -> bool:
-        """Whether every earlier version is compared, not just the latest."""
-        return self.value.endswith("_TRANSITIVE")
-
-    @property
-    def backward(self) -> bool:
-        """Whether the new schema must read what earlier versions wrote."""
-        return self.value.startswith(("BACKWARD", "FULL"))
-
-    @property
-    def forward(self) -> bool:
-        """Whether earlier versions must read what the new schema writes."""
-        return self.value.startswith(("FORWARD", "FULL"))
 
 
 def breaking_changes(

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 
 from conveyor.clock import Clock, to_ms
 from conveyor.codecs import protobuf
+from conveyor.codecs.validation import PayloadValidator, compile_schema
 from conveyor.errors import IncompatibleSchema, InvalidRequest, NotFound
 from conveyor.frontend.registry import avro, jsonschema, proto_compat, proto_json
 from conveyor.frontend.registry.avro_json import to_json_schema as avro_to_json_schema
 from conveyor.frontend.registry.breaking import Breaking
-from conveyor.frontend.registry.modes import Compatibility, breaking_changes
-from conveyor.frontend.validation import PayloadValidator, compile_schema
+from conveyor.frontend.registry.modes import breaking_changes
 from conveyor.model import MAX_VERSION, SchemaType
 from conveyor.store.base import Store, StoredSchema, SubjectInfo
+from conveyor.wire.registry import Compatibility
 
 DEFAULT_COMPATIBILITY = Compatibility.BACKWARD
 LATEST_TTL = 1.0  # seconds a subject's latest version is trusted before it is read again

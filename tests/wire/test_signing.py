@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from conveyor.delivery.signing import (
+from conveyor.errors import ConveyorError
+from conveyor.wire.signing import (
     ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -26,7 +27,6 @@ from conveyor.delivery.signing import (
     parse_secret,
     split_secrets,
 )
-from conveyor.errors import ConveyorError
 
 OLD = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 NEW = "whsec_" + base64.b64encode(bytes(range(100, 132))).decode()

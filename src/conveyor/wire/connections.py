@@ -4,7 +4,7 @@ aiohttp alone keeps an idle connection open for an hour, serves a request whose 
 drip in for as long, accepts any number of connections, and answers a request line or a
 header over its parser's limit with a plain-text 400 and an ERROR traceback in the log (a
 client could fill the log at will). :class:`LimitedSite` listens with
-:class:`~conveyor.settings.ConnectionLimits` instead:
+:class:`ConnectionLimits` instead:
 
 * **idle**: a connection without a complete request is closed ``idle_timeout`` after it
   opened or after its last response (aiohttp's keep-alive timer);
@@ -21,16 +21,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
-from conveyor.api.schemas import ErrorBody, ErrorResponse
-from conveyor.settings import ConnectionLimits
+from conveyor.wire.schemas import ErrorBody, ErrorResponse
 
-log = logging.getLogger("conveyor.api.connections")
+log = logging.getLogger("conveyor.wire.connections")
+
+DEFAULT_PORT = 8400
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+"""Where ``conveyor serve`` listens, and where the clients and workers look, unless told."""
+
+
+class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits on the connections of an HTTP server (the API, the worker's push server).
+
+    Attributes:
+        idle_timeout: seconds a connection without a complete request stays open after it
+            opened or after its last response. Longer than the clients' own keep-alive
+            (15 s for the SDK, 60 s for the platform's pushes to workers), so that the
+            client closes an idle connection first and no request races the close.
+        header_timeout: seconds from a request's first byte to the end of its headers;
+            a slower request's connection is closed.
+        max_connections: open connections at most; a new one beyond is answered 503 with
+            ``Retry-After`` and closed.
+    """
+
+    idle_timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 75.0
+    header_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 512
+
 
 REFUSAL_LINGER = 2.0
 """Seconds a refused connection is read (and discarded) after its 503, so that the client
@@ -40,7 +63,7 @@ RETRY_AFTER = 1
 _HEADERS_END = (b"\r\n\r\n", b"\n\n")
 _encoder = msgspec.json.Encoder()
 
-__all__ = ["LimitedSite"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_URL", "ConnectionLimits", "LimitedSite"]
 
 
 def _envelope(code: str, message: str, rule: str | None = None) -> bytes:

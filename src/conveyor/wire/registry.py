@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Annotated
 
 import msgspec
 
-from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import JsonValue, SchemaType
+
+
+class Compatibility(enum.StrEnum):
+    """How a subject's new version must relate to the versions before it."""
+
+    NONE = "NONE"
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+
+    @property
+    def transitive(self) -> bool:
+        """Whether every earlier version is compared, not just the latest."""
+        return self.value.endswith("_TRANSITIVE")
+
+    @property
+    def backward(self) -> bool:
+        """Whether the new schema must read what earlier versions wrote."""
+        return self.value.startswith(("BACKWARD", "FULL"))
+
+    @property
+    def forward(self) -> bool:
+        """Whether earlier versions must read what the new schema writes."""
+        return self.value.startswith(("FORWARD", "FULL"))
+
 
 SchemaText = Annotated[str, msgspec.Meta(min_length=1, max_length=1_048_576)]
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from conveyor.api.schemas import AttemptView
+from conveyor.wire.schemas import AttemptView
 
 MAX_PAGE = 1000  # dead letters in one page
 DEFAULT_PAGE = 100

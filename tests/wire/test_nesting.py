@@ -7,7 +7,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conveyor.frontend.nesting import MAX_NESTING, nesting, nests_deeper
+from conveyor.wire.nesting import MAX_NESTING, nesting, nests_deeper
 
 # Strings full of what could fool a scanner: brackets, quotes and backslashes.
 tricky = st.text(alphabet='[]{}"\\ab,:', max_size=8)
