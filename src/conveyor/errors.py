@@ -258,3 +258,19 @@ class SupervisorError(ConveyorError):
     """The supervisor gave up: its worker processes cannot start (see :attr:`message`)."""
 
     code = "supervisor_failed"
+
+
+class SignatureError(ConveyorError):
+    """A push's signature headers were refused; the worker answers 401.
+
+    Attributes:
+        reason: why, as a stable code (a :class:`conveyor.wire.signing.Reason`).
+        message: what was wrong, for a person (never reveals an expected signature).
+    """
+
+    code = "invalid_signature"
+    status = 401
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -13,13 +13,12 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, SignatureError
 from conveyor.wire.signing import (
     ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Reason,
-    SignatureError,
     Signer,
     Verifier,
     generate_secret,
@@ -39,7 +38,7 @@ T0 = 1_700_000_000
 def refusal(verifier: Verifier, headers: dict[str, str], body: bytes, now: float) -> Reason:
     with pytest.raises(SignatureError) as caught:
         verifier.verify(headers, body, now)
-    return caught.value.reason
+    return Reason(caught.value.reason)
 
 
 # -- interoperability with the standardwebhooks library ------------------------------------

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from conveyor._resource import AsyncResource
 from conveyor.clock import Clock, SystemClock
+from conveyor.errors import SignatureError
 from conveyor.execution._registration import REQUEST_TIMEOUT, Registrar
 from conveyor.execution._schemas import SchemaCache
 from conveyor.execution.app import Lambda
@@ -44,7 +45,7 @@ from conveyor.wire.push import (
     push_request_decoder,
 )
 from conveyor.wire.schemas import EndpointRegistration, ErrorBody, ErrorResponse
-from conveyor.wire.signing import SignatureError, Verifier
+from conveyor.wire.signing import Verifier
 
 logger = logging.getLogger("conveyor.execution.worker")
 

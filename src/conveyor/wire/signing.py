@@ -26,7 +26,7 @@ import hmac
 import secrets as _random
 from collections.abc import Iterable, Mapping, Sequence
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import SignatureError
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -63,22 +63,6 @@ class Reason(enum.StrEnum):
     """The ``webhook-signature`` header holds no well-formed ``v1`` signature."""
     MISMATCH = "mismatch"
     """No signature matches any of the verifier's secrets (wrong secret or tampered push)."""
-
-
-class SignatureError(ConveyorError):
-    """A push's signature headers were refused; the worker answers 401.
-
-    Attributes:
-        reason: why, as a stable code.
-        message: what was wrong, for a person (never reveals an expected signature).
-    """
-
-    code = "invalid_signature"
-    status = 401
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def generate_secret() -> str:
