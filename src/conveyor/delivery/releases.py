@@ -39,7 +39,8 @@ from conveyor.delivery.releases_policy import (
 from conveyor.delivery.releases_window import Trial
 from conveyor.errors import ConveyorError
 from conveyor.metrics import Metrics
-from conveyor.store.base import LambdaReleases, Store, StoredRelease
+from conveyor.store.base import LambdaReleases, StoredRelease
+from conveyor.store.ports import ReleasesPort
 
 __all__ = ["TICK", "LambdaView", "Releases"]
 
@@ -139,7 +140,7 @@ class Releases:
 
     def __init__(
         self,
-        store: Store,
+        store: ReleasesPort,
         clock: Clock,
         metrics: Metrics | None = None,
         *,

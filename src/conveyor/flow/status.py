@@ -33,7 +33,8 @@ from conveyor.model import (
     Topic,
     lane_of,
 )
-from conveyor.store.base import CursorState, DeliveryRow, OverdueTimers, Store
+from conveyor.store.base import CursorState, DeliveryRow, OverdueTimers
+from conveyor.store.ports import FlowReadPort
 
 
 def _dt(ms: int | None) -> datetime | None:
@@ -84,7 +85,7 @@ class StatusService:
 
     def __init__(
         self,
-        store: Store,
+        store: FlowReadPort,
         catalog: Catalog,
         dispatcher: Dispatcher,
         clock: Clock,

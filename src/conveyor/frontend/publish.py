@@ -30,7 +30,8 @@ from conveyor.frontend.registry.registry import Schema, SchemaRegistry
 from conveyor.frontend.validation import PayloadValidator, check_payload
 from conveyor.metrics import Metrics
 from conveyor.model import Event, Priority, Topic, log_partition
-from conveyor.store.base import NewEvent, Store, Stored
+from conveyor.store.base import NewEvent, Stored
+from conveyor.store.ports import PublishPort
 
 _SHALLOW_BYTES = 2 * MAX_NESTING + 1
 
@@ -71,7 +72,7 @@ class PublishService:
 
     def __init__(
         self,
-        store: Store,
+        store: PublishPort,
         catalog: Catalog,
         clock: Clock,
         metrics: Metrics,

@@ -29,7 +29,8 @@ from conveyor.frontend.registry.breaking import Breaking
 from conveyor.frontend.registry.modes import Compatibility, breaking_changes
 from conveyor.frontend.validation import PayloadValidator, compile_schema
 from conveyor.model import MAX_VERSION, SchemaType
-from conveyor.store.base import Store, StoredSchema, SubjectInfo
+from conveyor.store.base import StoredSchema, SubjectInfo
+from conveyor.store.ports import RegistryPort
 
 DEFAULT_COMPATIBILITY = Compatibility.BACKWARD
 LATEST_TTL = 1.0  # seconds a subject's latest version is trusted before it is read again
@@ -146,7 +147,7 @@ class SchemaRegistry:
         clock: the source of time.
     """
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: RegistryPort, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._by_id: dict[int, Schema] = {}
