@@ -28,7 +28,7 @@ from itertools import islice
 from operator import attrgetter, itemgetter
 
 from conveyor.model import Event
-from conveyor.store.base import NewEvent, Stored
+from conveyor.store.records import NewEvent, Stored
 
 # An append queued in a transaction (as in sql.py): (topic id, event, attributes JSON,
 # topic name, its ack to fill, the list its stored Event is added to).

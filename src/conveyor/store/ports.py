@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from conveyor.model import Control, Event, Subscription, Topic
-from conveyor.store.base import (
+from conveyor.store.records import (
     CursorState,
     DeliveryRow,
     Endpoint,

@@ -6,7 +6,7 @@ import msgspec
 
 from conveyor.errors import Conflict, NotFound
 from conveyor.model import Control, Subscription, Topic
-from conveyor.store.base import (
+from conveyor.store.records import (
     Endpoint,
 )
 from conveyor.store.sql._core import SqlCore

@@ -27,7 +27,8 @@ from typing import Protocol, TypeVar, cast
 
 from conveyor.errors import ConveyorError, NotFound, StoreUnavailable
 from conveyor.model import Event
-from conveyor.store.base import GroupCommit, NewEvent, Stored
+from conveyor.store._group_commit import GroupCommit
+from conveyor.store.records import NewEvent, Stored
 from conveyor.store.sql._rows import Row, as_int
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from conveyor.store.base import (
+from conveyor.store.records import (
     DeliveryRow,
 )
 from conveyor.store.sql._core import SqlCore

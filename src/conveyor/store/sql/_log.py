@@ -19,7 +19,7 @@ from conveyor.store._claims import (
     claim_sql,
     offsets_sql,
 )
-from conveyor.store.base import (
+from conveyor.store.records import (
     NewEvent,
     PublishBatchResult,
     Stored,

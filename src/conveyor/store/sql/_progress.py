@@ -9,7 +9,7 @@ import msgspec
 
 from conveyor.errors import LeaseLost
 from conveyor.model import Event, Subscription, Topic
-from conveyor.store.base import (
+from conveyor.store.records import (
     CursorState,
     DeliveryRow,
     Progress,

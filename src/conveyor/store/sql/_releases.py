@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from conveyor.store.base import (
+from conveyor.store.records import (
     LambdaReleases,
     ReleaseChange,
 )

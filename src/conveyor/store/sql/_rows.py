@@ -14,7 +14,7 @@ import msgspec
 
 from conveyor.model import Attempt, Event, Subscription, Topic
 from conveyor.store._specs import decode_spec
-from conveyor.store.base import (
+from conveyor.store.records import (
     CursorState,
     DeliveryRow,
     Endpoint,

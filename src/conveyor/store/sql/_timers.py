@@ -8,7 +8,7 @@ import msgspec
 
 from conveyor.model import Event
 from conveyor.store._key_order import Claimed, Lane, keyed_bound, keyed_dues, merge
-from conveyor.store.base import (
+from conveyor.store.records import (
     OverdueTimers,
 )
 from conveyor.store.sql._core import SqlCore
