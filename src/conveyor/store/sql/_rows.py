@@ -86,6 +86,8 @@ def subscription_of(spec: object) -> Subscription:
 
 
 def attrs_of(blob: object) -> dict[str, str] | None:
+    if isinstance(blob, bytes):
+        return _attrs_decoder.decode(blob)
     return None if blob is None else _attrs_decoder.decode(as_json(blob))
 
 
@@ -108,6 +110,21 @@ def delivery_row(r: Row) -> DeliveryRow:
 def event_of(topic: str, r: Row) -> Event:
     """A row of ``SELECT {LOG_COLUMNS}`` as the event of ``topic``."""
     part, off, eid, key, attrs, payload, publish_ms, deliver_at_ms, schema_id = r
+    # The common case checked inline: this runs once per event the runners read.
+    if (
+        isinstance(eid, str)
+        and isinstance(part, int)
+        and isinstance(off, int)
+        and (key is None or isinstance(key, str))
+        and isinstance(payload, bytes)
+        and isinstance(publish_ms, int)
+        and (deliver_at_ms is None or isinstance(deliver_at_ms, int))
+        and (schema_id is None or isinstance(schema_id, int))
+    ):
+        attributes = None if attrs is None else attrs_of(attrs)
+        return Event(
+            eid, topic, part, off, key, attributes, payload, publish_ms, deliver_at_ms, schema_id
+        )
     return Event(
         str(eid),
         topic,
