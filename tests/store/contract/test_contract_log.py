@@ -45,3 +45,15 @@ async def test_a_replayed_idempotency_key_answers_the_first_result(store: LogPor
     other = event(idempotency_key="x", payload=b'{"other":1}')
     with pytest.raises(Conflict):
         await store.publish(ORDERS, [other], NOW_MS + 2, DEDUP_MS)
+
+
+async def test_a_replayed_key_of_a_delayed_event_answers_its_timer(store: LogPort) -> None:
+    # The first publish is still a timer: its key's row holds no offset yet.
+    delayed = event(idempotency_key="later", deliver_at_ms=NOW_MS + 1000)
+    first = await store.publish(ORDERS, [delayed], NOW_MS, DEDUP_MS)
+    replay = event(idempotency_key="later", deliver_at_ms=NOW_MS + 1000)
+    again = await store.publish(ORDERS, [replay], NOW_MS + 1, DEDUP_MS)
+    (stored,) = again.stored
+    assert stored.duplicate
+    assert (stored.id, stored.offset) == (first.stored[0].id, None)
+    assert stored.deliver_at_ms == NOW_MS + 1000

@@ -176,7 +176,7 @@ class LogSql(TimersSql):
         if row is None or as_int(row[5]) < cutoff_ms:
             return None
         event_id, part, off, deliver_at_ms, digest = row[:5]
-        stored = Stored(str(event_id), as_int(part), as_int(off), as_opt_int(deliver_at_ms))
+        stored = Stored(str(event_id), as_opt_int(part), as_opt_int(off), as_opt_int(deliver_at_ms))
         return stored, as_opt_bytes(digest)
 
     async def read_log(self, topic: Topic, partition: int, start: int, limit: int) -> list[Event]:
