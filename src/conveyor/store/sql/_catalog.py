@@ -6,19 +6,11 @@ import msgspec
 
 from conveyor.errors import Conflict, NotFound
 from conveyor.model import Control, Subscription, Topic
-from conveyor.store.records import (
-    Endpoint,
-)
+from conveyor.store.records import Endpoint
 from conveyor.store.sql._core import SqlCore
-from conveyor.store.sql._rows import (
-    as_int,
-    endpoint_of,
-    subscription_of,
-    topic_of,
-)
+from conveyor.store.sql._rows import as_int, endpoint_of, subscription_of, topic_of
 
 _json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
 
 
 class CatalogSql(SqlCore):

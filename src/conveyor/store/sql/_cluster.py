@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
-
-from conveyor.store.records import (
-    Lease,
-    NodeInfo,
-)
+from conveyor.store.records import Lease, NodeInfo
 from conveyor.store.sql._core import SqlCore
-from conveyor.store.sql._rows import (
-    as_int,
-)
-
-_json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
+from conveyor.store.sql._rows import as_int
 
 
 class ClusterSql(SqlCore):

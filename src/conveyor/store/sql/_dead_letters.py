@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
-
-from conveyor.store.records import (
-    DeliveryRow,
-)
+from conveyor.store.records import DeliveryRow
 from conveyor.store.sql._core import SqlCore
-from conveyor.store.sql._rows import (
-    ROW_COLUMNS,
-    delivery_row,
-)
-
-_json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
+from conveyor.store.sql._rows import ROW_COLUMNS, delivery_row
 
 
 class DeadLetterSql(SqlCore):

@@ -5,17 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import partial
 
-import msgspec
-
 from conveyor.model import Topic
 from conveyor.store.sql._core import SqlCore
-from conveyor.store.sql._rows import (
-    Row,
-    as_int,
-)
-
-_json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
+from conveyor.store.sql._rows import Row, as_int
 
 SWEEP_ROWS = 1000  # offsets (or rows) at most in one housekeeping transaction
 SWEEP_PARTS = 64  # partitions at most in one housekeeping transaction

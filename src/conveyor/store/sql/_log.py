@@ -19,23 +19,11 @@ from conveyor.store._claims import (
     claim_sql,
     offsets_sql,
 )
-from conveyor.store.records import (
-    NewEvent,
-    PublishBatchResult,
-    Stored,
-)
-from conveyor.store.sql._rows import (
-    LOG_COLUMNS,
-    Row,
-    as_int,
-    as_opt_bytes,
-    as_opt_int,
-    event_of,
-)
+from conveyor.store.records import NewEvent, PublishBatchResult, Stored
+from conveyor.store.sql._rows import LOG_COLUMNS, Row, as_int, as_opt_bytes, as_opt_int, event_of
 from conveyor.store.sql._timers import TimersSql
 
 _json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
 
 
 class LogSql(TimersSql):

@@ -9,21 +9,10 @@ import msgspec
 
 from conveyor.errors import LeaseLost
 from conveyor.model import Event, Subscription, Topic
-from conveyor.store.records import (
-    CursorState,
-    DeliveryRow,
-    Progress,
-)
+from conveyor.store.records import CursorState, DeliveryRow, Progress
 from conveyor.store.sql._log import LogSql
-from conveyor.store.sql._rows import (
-    ROW_COLUMNS,
-    Row,
-    as_int,
-    cursor_state,
-    delivery_row,
-)
+from conveyor.store.sql._rows import ROW_COLUMNS, Row, as_int, cursor_state, delivery_row
 
-_json = msgspec.json.encode
 _msgpack = msgspec.msgpack.encode
 
 _ROW_UPSERT = (

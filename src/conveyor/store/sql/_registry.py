@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from conveyor.store.records import (
-    StoredSchema,
-    SubjectInfo,
-    Verify,
-)
+from conveyor.store.records import StoredSchema, SubjectInfo, Verify
 from conveyor.store.sql._core import SqlCore
-from conveyor.store.sql._rows import (
-    SCHEMA_COLUMNS,
-    Row,
-    as_int,
-    schema_of,
-)
-
-_json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
+from conveyor.store.sql._rows import SCHEMA_COLUMNS, Row, as_int, schema_of
 
 
 class RegistrySql(SqlCore):

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from conveyor.store.records import (
-    LambdaReleases,
-    ReleaseChange,
-)
+from conveyor.store.records import LambdaReleases, ReleaseChange
 from conveyor.store.sql._core import Connection, SqlCore
-from conveyor.store.sql._rows import (
-    RELEASE_COLUMNS,
-    as_int,
-    release_of,
-)
-
-_json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
+from conveyor.store.sql._rows import RELEASE_COLUMNS, as_int, release_of
 
 _RELEASE_UPSERT = (
     "INSERT INTO releases (lambda, version, state, started_ms, decided_ms, reason, figures) "

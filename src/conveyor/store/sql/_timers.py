@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
-
 from conveyor.model import Event
 from conveyor.store._key_order import Claimed, Lane, keyed_bound, keyed_dues, merge
-from conveyor.store.records import (
-    OverdueTimers,
-)
+from conveyor.store.records import OverdueTimers
 from conveyor.store.sql._core import SqlCore
-from conveyor.store.sql._rows import (
-    TIMER_COLUMNS,
-    as_int,
-    timer_event,
-)
-
-_json = msgspec.json.encode
-_msgpack = msgspec.msgpack.encode
+from conveyor.store.sql._rows import TIMER_COLUMNS, as_int, timer_event
 
 _NO_TIMERS = 2**63 - 1  # the timer floor of an empty timer store
 
