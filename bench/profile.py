@@ -66,18 +66,18 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("conveyor/_ids.py", ""),
     ],
     "serve: store, publish part (rows, offsets, INSERT)": [
-        ("conveyor/store/sql.py", "_publish"),
-        ("conveyor/store/sql.py", "_write_appends"),
-        ("conveyor/store/sql.py", "_remember_keys"),
+        ("conveyor/store/sql/_log.py", "_publish"),
+        ("conveyor/store/sql/_core.py", "_write_appends"),
+        ("conveyor/store/sql/_log.py", "_remember_offsets"),
         ("conveyor/store/sqlite.py", "_write_log"),
     ],
     "serve: store, ack part (cursors, rows)": [
-        ("conveyor/store/sql.py", "_commit_progress"),
-        ("conveyor/store/sql.py", "_check_epochs"),
+        ("conveyor/store/sql/_progress.py", "_commit_progress"),
+        ("conveyor/store/sql/_progress.py", "_check_epochs"),
     ],
     "serve: store, BEGIN/COMMIT and group commit": [
-        ("conveyor/store/sql.py", "_run_batch"),
-        ("conveyor/store/sql.py", "_execute_batch"),
+        ("conveyor/store/sql/_core.py", "_run_batch"),
+        ("conveyor/store/sql/_core.py", "_execute_batch"),
         ("conveyor/store/base.py", ""),
     ],
     "serve: dispatch (runner: take, admit, settle, progress)": [

@@ -13,7 +13,7 @@ import msgspec
 from conveyor.codecs.validation import PayloadValidator, compile_schema
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.model import Control, Subscription, Topic
-from conveyor.store.base import Store
+from conveyor.store.ports import CatalogPort
 
 SubscriptionListener = Callable[[Subscription], None]
 RemovalListener = Callable[[str], Awaitable[None]]
@@ -26,7 +26,7 @@ class Catalog:
         store: the durable store.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: CatalogPort) -> None:
         self._store = store
         self._topics: dict[str, Topic] = {}
         self._validators: dict[str, PayloadValidator] = {}

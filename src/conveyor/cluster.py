@@ -30,7 +30,8 @@ from collections.abc import Awaitable, Callable
 
 from conveyor.clock import Clock, to_ms
 from conveyor.errors import ConveyorError
-from conveyor.store.base import NodeInfo, Store
+from conveyor.store.base import NodeInfo
+from conveyor.store.ports import LeasesPort
 
 log = logging.getLogger("conveyor.cluster")
 
@@ -82,7 +83,7 @@ class LeaseManager:
 
     def __init__(
         self,
-        store: Store,
+        store: LeasesPort,
         clock: Clock,
         *,
         node_id: str,

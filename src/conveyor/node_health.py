@@ -22,7 +22,7 @@ from conveyor.clock import Clock, to_ms
 from conveyor.errors import ConveyorError
 from conveyor.flow.status import StatusService
 from conveyor.metrics import Metrics
-from conveyor.store.base import Store
+from conveyor.store.ports import NodeHealthPort
 
 
 class _Gauges:
@@ -74,7 +74,7 @@ class NodeHealth:
 
     def __init__(
         self,
-        store: Store,
+        store: NodeHealthPort,
         status: StatusService,
         metrics: Metrics,
         clock: Clock,

@@ -31,7 +31,8 @@ from conveyor.delivery.releases_policy import EXCLUDED, Action, Release, judge
 from conveyor.delivery.releases_window import Trial
 from conveyor.errors import ConveyorError
 from conveyor.metrics import Metrics
-from conveyor.store.base import LambdaReleases, Store, StoredRelease
+from conveyor.store.base import LambdaReleases, StoredRelease
+from conveyor.store.ports import ReleasesPort
 from conveyor.wire.releases import Figures, ReleasePolicy, ReleaseState
 
 __all__ = ["TICK", "LambdaView", "Releases"]
@@ -132,7 +133,7 @@ class Releases:
 
     def __init__(
         self,
-        store: Store,
+        store: ReleasesPort,
         clock: Clock,
         metrics: Metrics | None = None,
         *,

@@ -21,7 +21,8 @@ from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.model import DeliveryState, Event, Subscription
-from conveyor.store.base import DeliveryRow, Store
+from conveyor.store.base import DeliveryRow
+from conveyor.store.ports import DeadLetterStorePort
 from conveyor.wire.dead_letters import (
     MAX_PAGE,
     DeadLetter,
@@ -57,7 +58,9 @@ class DeadLetters:
             wake the runner that delivers them.
     """
 
-    def __init__(self, store: Store, catalog: Catalog, clock: Clock, on_redrive: OnRedrive) -> None:
+    def __init__(
+        self, store: DeadLetterStorePort, catalog: Catalog, clock: Clock, on_redrive: OnRedrive
+    ) -> None:
         self._store = store
         self._catalog = catalog
         self._clock = clock

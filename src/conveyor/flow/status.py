@@ -25,7 +25,8 @@ from conveyor.model import (
     Topic,
     lane_of,
 )
-from conveyor.store.base import CursorState, DeliveryRow, OverdueTimers, Store
+from conveyor.store.base import CursorState, DeliveryRow, OverdueTimers
+from conveyor.store.ports import FlowReadPort
 from conveyor.wire.schemas import (
     AttemptView,
     ConcurrencyView,
@@ -84,7 +85,7 @@ class StatusService:
 
     def __init__(
         self,
-        store: Store,
+        store: FlowReadPort,
         catalog: Catalog,
         dispatcher: Dispatcher,
         clock: Clock,

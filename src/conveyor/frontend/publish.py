@@ -21,7 +21,8 @@ from conveyor.frontend.partitioning import partition_for
 from conveyor.frontend.registry.registry import Schema, SchemaRegistry
 from conveyor.metrics import Metrics
 from conveyor.model import Event, Priority, Topic, log_partition
-from conveyor.store.base import NewEvent, Store, Stored
+from conveyor.store.base import NewEvent, Stored
+from conveyor.store.ports import PublishPort
 from conveyor.wire.nesting import MAX_NESTING, nests_deeper
 from conveyor.wire.schemas import (
     MAX_ATTRIBUTE_KEY,
@@ -71,7 +72,7 @@ class PublishService:
 
     def __init__(
         self,
-        store: Store,
+        store: PublishPort,
         catalog: Catalog,
         clock: Clock,
         metrics: Metrics,

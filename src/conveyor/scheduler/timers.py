@@ -33,7 +33,7 @@ from conveyor.clock import Clock, TimerHandle, to_ms
 from conveyor.errors import ConveyorError
 from conveyor.metrics import Metrics
 from conveyor.model import Event
-from conveyor.store.base import Store
+from conveyor.store.ports import TimersPort
 
 log = logging.getLogger("conveyor.scheduler")
 
@@ -62,7 +62,7 @@ class TimerService:
 
     def __init__(
         self,
-        store: Store,
+        store: TimersPort,
         clock: Clock,
         metrics: Metrics,
         on_fire: Callable[[list[Event]], None],

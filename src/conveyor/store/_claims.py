@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 
 from conveyor.model import Topic
-from conveyor.store.base import NewEvent, PublishBatchResult, Stored
+from conveyor.store.records import NewEvent, PublishBatchResult, Stored
 
 CLAIM_ROWS = 256  # rows per claiming statement (2,048 parameters)
 _COLUMNS = 8

@@ -28,9 +28,9 @@ from itertools import islice
 from operator import attrgetter, itemgetter
 
 from conveyor.model import Event
-from conveyor.store.base import NewEvent, Stored
+from conveyor.store.records import NewEvent, Stored
 
-# An append queued in a transaction (as in sql.py): (topic id, event, attributes JSON,
+# An append queued in a transaction (as in sql/_core.py): (topic id, event, attributes JSON,
 # topic name, its ack to fill, the list its stored Event is added to).
 Append = tuple[int, NewEvent, object, str, "Stored | None", list[Event]]
 # A timer claimed to be appended: (due_ms, id, topic id, event, attributes JSON, topic name).

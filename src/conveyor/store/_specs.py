@@ -16,7 +16,7 @@ from msgspec import inspect
 T = TypeVar("T")
 
 
-def decode_spec(spec: bytes, decoder: msgspec.json.Decoder[T], kind: type[T]) -> T:
+def decode_spec(spec: bytes | str, decoder: msgspec.json.Decoder[T], kind: type[T]) -> T:
     """A stored spec as ``kind``, its numbers clamped into their bounds when they break them.
 
     Raises:

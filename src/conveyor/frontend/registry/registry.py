@@ -30,7 +30,8 @@ from conveyor.frontend.registry.avro_json import to_json_schema as avro_to_json_
 from conveyor.frontend.registry.breaking import Breaking
 from conveyor.frontend.registry.modes import breaking_changes
 from conveyor.model import MAX_VERSION, SchemaType
-from conveyor.store.base import Store, StoredSchema, SubjectInfo
+from conveyor.store.base import StoredSchema, SubjectInfo
+from conveyor.store.ports import RegistryPort
 from conveyor.wire.registry import Compatibility
 
 DEFAULT_COMPATIBILITY = Compatibility.BACKWARD
@@ -152,7 +153,7 @@ class SchemaRegistry:
         clock: the source of time.
     """
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: RegistryPort, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._by_id: dict[int, Schema] = {}
