@@ -19,6 +19,7 @@ claimed outlives it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from conveyor.model import Topic
@@ -31,24 +32,15 @@ ClaimRow = tuple[int, str, str, int | None, None, int | None, bytes | None, int]
 """(topic id, key, event id, partition, offset, deliver_at, digest, created_ms)."""
 
 
+@dataclass(slots=True)
 class PublishOp:
     """A publish queued for group commit, whose keys the writer claims before it runs."""
 
-    __slots__ = ("dedup_ms", "events", "now_ms", "run", "topic")
-
-    def __init__(
-        self,
-        run: Callable[[Topic, Sequence[NewEvent], int, int], PublishBatchResult],
-        topic: Topic,
-        events: Sequence[NewEvent],
-        now_ms: int,
-        dedup_ms: int,
-    ) -> None:
-        self.run = run
-        self.topic = topic
-        self.events = events
-        self.now_ms = now_ms
-        self.dedup_ms = dedup_ms
+    run: Callable[[Topic, Sequence[NewEvent], int, int], PublishBatchResult]
+    topic: Topic
+    events: Sequence[NewEvent]
+    now_ms: int
+    dedup_ms: int
 
     def __call__(self) -> PublishBatchResult:
         return self.run(self.topic, self.events, self.now_ms, self.dedup_ms)
