@@ -29,6 +29,7 @@ from conveyor.wire.push import (
     TIMEOUT_HEADER,
     PushEvent,
     PushRequest,
+    header_seconds,
     push_request_encoder,
     push_response_decoder,
 )
@@ -67,13 +68,8 @@ class PushOutcome:
 
 
 def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    seconds = header_seconds(value)
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def _all(events: Sequence[Event], error: str) -> list[Result]:

@@ -138,16 +138,21 @@ def handler_budget(timeout: float) -> float:
     return timeout - min(MAX_HEADROOM, timeout * HEADROOM_SHARE)
 
 
-def parse_timeout(value: str | None) -> float | None:
-    """The ``Conveyor-Timeout`` header's seconds, or ``None`` when absent or not a positive
-    finite number (then the push has no deadline, as from an older platform)."""
+def header_seconds(value: str | None) -> float | None:
+    """A header's value read as seconds (a float), or ``None`` when absent or not a number."""
     if value is None:
         return None
     try:
-        seconds = float(value)
+        return float(value)
     except ValueError:
         return None
-    return seconds if 0 < seconds < math.inf else None
+
+
+def parse_timeout(value: str | None) -> float | None:
+    """The ``Conveyor-Timeout`` header's seconds, or ``None`` when absent or not a positive
+    finite number (then the push has no deadline, as from an older platform)."""
+    seconds = header_seconds(value)
+    return seconds if seconds is not None and 0 < seconds < math.inf else None
 
 
 push_request_encoder = msgspec.json.Encoder()
