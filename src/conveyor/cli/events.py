@@ -14,6 +14,7 @@ from rich.table import Table
 from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
 from conveyor.cli.endpoints import print_lambdas
 from conveyor.model import Priority
+from conveyor.options import PublishOptions
 from conveyor.settings import DEFAULT_URL
 
 
@@ -72,31 +73,20 @@ def publish(
         deliver_at = deliver_at.replace(tzinfo=UTC)
     with session(server) as client:
         try:
+            options: PublishOptions = {
+                "key": key,
+                "attributes": _attributes(attr or []),
+                "delay": parse_duration(delay) if delay else None,
+                "deliver_at": deliver_at,
+                "idempotency_key": idempotency_key,
+                "priority": priority,
+                "schema_version": schema_version,
+            }
             if isinstance(data, bytes):
-                result = client.publish_encoded(
-                    topic,
-                    data,
-                    content_type or "application/json",
-                    key=key,
-                    attributes=_attributes(attr or []),
-                    delay=parse_duration(delay) if delay else None,
-                    deliver_at=deliver_at,
-                    idempotency_key=idempotency_key,
-                    priority=priority,
-                    schema_version=schema_version,
-                )
+                ctype = content_type or "application/json"
+                result = client.publish_encoded(topic, data, ctype, **options)
             else:
-                result = client.publish(
-                    topic,
-                    data,
-                    key=key,
-                    attributes=_attributes(attr or []),
-                    delay=parse_duration(delay) if delay else None,
-                    deliver_at=deliver_at,
-                    idempotency_key=idempotency_key,
-                    priority=priority,
-                    schema_version=schema_version,
-                )
+                result = client.publish(topic, data, **options)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from e
     if as_json:
