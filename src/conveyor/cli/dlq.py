@@ -15,7 +15,15 @@ import typer
 from rich.table import Column, Table
 
 from conveyor.api.dlq_schemas import DeadLetterCount
-from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
+from conveyor.cli.common import (
+    AsJson,
+    Server,
+    console,
+    fetched,
+    parse_duration,
+    print_json,
+    session,
+)
 from conveyor.settings import DEFAULT_URL
 
 dlq_app = typer.Typer(
@@ -124,10 +132,8 @@ def dlq_show(
     """Show one dead letter: its payload and every attempt."""
     import msgspec
 
-    with session(server) as client:
-        dead = client.dead_letter(subscription, event_id)
-    if as_json:
-        print_json(dead)
+    dead = fetched(server, as_json, lambda client: client.dead_letter(subscription, event_id))
+    if dead is None:
         return
     console.print(
         f"[bold]{dead.id}[/]  partition {dead.partition} offset {dead.offset}  "

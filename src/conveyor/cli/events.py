@@ -11,7 +11,15 @@ import msgspec
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
+from conveyor.cli.common import (
+    AsJson,
+    Server,
+    console,
+    fetched,
+    parse_duration,
+    print_json,
+    session,
+)
 from conveyor.cli.endpoints import print_lambdas
 from conveyor.model import Priority
 from conveyor.options import PublishOptions
@@ -121,10 +129,8 @@ def _publish_input(payload: str | None, data_file: Path | None, content_type: st
 
 def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """Show an event and, per subscription, its state and attempt history."""
-    with session(server) as client:
-        view = client.get_event(event_id)
-    if as_json:
-        print_json(view)
+    view = fetched(server, as_json, lambda client: client.get_event(event_id))
+    if view is None:
         return
     console.print(
         f"[bold]{view.id}[/]  topic {view.topic}  key {view.key or '-'}  "
@@ -153,9 +159,6 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
 
 def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List lambdas and their live endpoints (see also ``conveyor endpoint``)."""
-    with session(server) as client:
-        infos = client.list_lambdas()
-    if as_json:
-        print_json(infos)
-    else:
+    infos = fetched(server, as_json, lambda client: client.list_lambdas())
+    if infos is not None:
         print_lambdas(infos)

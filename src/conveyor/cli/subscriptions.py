@@ -16,6 +16,7 @@ from conveyor.cli.common import (
     console,
     duration_text,
     err,
+    fetched,
     parse_duration,
     parse_locality,
     print_json,
@@ -142,10 +143,8 @@ def subscription_create(
 @sub_app.command("list")
 def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subscriptions with backlog, in-flight, retrying and dead counts."""
-    with session(server) as client:
-        infos = client.list_subscriptions()
-    if as_json:
-        print_json(infos)
+    infos = fetched(server, as_json, lambda client: client.list_subscriptions())
+    if infos is None:
         return
     table = Table(
         "subscription",
