@@ -94,7 +94,7 @@ def session(server: str) -> Iterator[Client]:
             fail(e)
 
 
-def fetched(server: str, as_json: bool, fetch: Callable[[Client], _T]) -> _T | None:
+def ask(server: str, as_json: bool, fetch: Callable[[Client], _T]) -> _T | None:
     """``fetch``'s answer from the node at ``server``; with ``--json`` it is printed and
     ``None`` is returned (the caller shows the answer to people otherwise)."""
     with session(server) as client:

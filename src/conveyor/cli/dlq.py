@@ -15,15 +15,7 @@ import typer
 from rich.table import Column, Table
 
 from conveyor.api.dlq_schemas import DeadLetterCount
-from conveyor.cli.common import (
-    AsJson,
-    Server,
-    console,
-    fetched,
-    parse_duration,
-    print_json,
-    session,
-)
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.settings import DEFAULT_URL
 
 dlq_app = typer.Typer(
@@ -132,7 +124,7 @@ def dlq_show(
     """Show one dead letter: its payload and every attempt."""
     import msgspec
 
-    dead = fetched(server, as_json, lambda client: client.dead_letter(subscription, event_id))
+    dead = ask(server, as_json, lambda client: client.dead_letter(subscription, event_id))
     if dead is None:
         return
     console.print(

@@ -11,15 +11,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import (
-    AsJson,
-    Server,
-    console,
-    fetched,
-    parse_duration,
-    print_json,
-    session,
-)
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.cli.endpoints import print_lambdas
 from conveyor.model import Priority
 from conveyor.options import PublishOptions
@@ -129,7 +121,7 @@ def _publish_input(payload: str | None, data_file: Path | None, content_type: st
 
 def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """Show an event and, per subscription, its state and attempt history."""
-    view = fetched(server, as_json, lambda client: client.get_event(event_id))
+    view = ask(server, as_json, lambda client: client.get_event(event_id))
     if view is None:
         return
     console.print(
@@ -159,6 +151,6 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
 
 def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List lambdas and their live endpoints (see also ``conveyor endpoint``)."""
-    infos = fetched(server, as_json, lambda client: client.list_lambdas())
+    infos = ask(server, as_json, lambda client: client.list_lambdas())
     if infos is not None:
         print_lambdas(infos)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import Server, console, fetched, print_json, session
+from conveyor.cli.common import Server, ask, console, print_json, session
 from conveyor.frontend.registry.modes import Compatibility
 from conveyor.model import SchemaType
 from conveyor.settings import DEFAULT_URL
@@ -58,7 +58,7 @@ def register(
     change, when it breaks the subject's compatibility mode)."""
 
     text, schema_type = read_schema(file, kind)
-    registered = fetched(
+    registered = ask(
         server,
         as_json,
         lambda client: client.register_schema(subject, text, type=schema_type, message=message),
@@ -104,7 +104,7 @@ def check(
 @schema_app.command("list")
 def list_subjects(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subjects with their compatibility mode and versions."""
-    subjects = fetched(server, as_json, lambda client: client.list_subjects())
+    subjects = ask(server, as_json, lambda client: client.list_subjects())
     if subjects is None:
         return
     table = Table("subject", "compatibility", "versions")

@@ -13,10 +13,10 @@ from rich.table import Table
 from conveyor.cli.common import (
     AsJson,
     Server,
+    ask,
     console,
     duration_text,
     err,
-    fetched,
     parse_duration,
     parse_locality,
     print_json,
@@ -143,7 +143,7 @@ def subscription_create(
 @sub_app.command("list")
 def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subscriptions with backlog, in-flight, retrying and dead counts."""
-    infos = fetched(server, as_json, lambda client: client.list_subscriptions())
+    infos = ask(server, as_json, lambda client: client.list_subscriptions())
     if infos is None:
         return
     table = Table(

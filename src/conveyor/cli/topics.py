@@ -9,15 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import (
-    AsJson,
-    Server,
-    console,
-    fetched,
-    parse_duration,
-    print_json,
-    session,
-)
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.model import SchemaSettings
 from conveyor.settings import DEFAULT_URL
 
@@ -90,7 +82,7 @@ def topic_create(
 @topic_app.command("list")
 def topic_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List topics."""
-    topics = fetched(server, as_json, lambda client: client.list_topics())
+    topics = ask(server, as_json, lambda client: client.list_topics())
     if topics is None:
         return
     table = Table("topic", "partitions", "schema", "max payload", "retention")
