@@ -24,7 +24,8 @@ from conveyor.api.schemas import (
 )
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
-from conveyor.errors import InvalidRequest, NotFound, SchemaViolation
+from conveyor.errors import InvalidRequest, SchemaViolation
+from conveyor.frontend._decoding import topic_version
 from conveyor.frontend.nesting import MAX_NESTING, nests_deeper
 from conveyor.frontend.partitioning import partition_for
 from conveyor.frontend.registry.registry import Schema, SchemaRegistry
@@ -174,32 +175,9 @@ class PublishService:
             if wanted in out:
                 continue
             field = ("" if not batch else f"/events/{index}") + "/schema_version"
-            last = settings.last_version
-            if wanted is not None and (
-                wanted < settings.first_version or (last is not None and wanted > last)
-            ):
-                upper = "latest" if last is None else str(last)
-                raise InvalidRequest(
-                    f"topic {topic.name!r} accepts versions {settings.first_version}.."
-                    f"{upper} of subject {settings.subject!r}, not {wanted}",
-                    field=field,
-                    rule="range",
-                    index=index if batch else None,
-                )
-            try:
-                out[wanted] = await self.registry.version(settings.subject, wanted or last)
-            except NotFound as e:
-                raise InvalidRequest(
-                    e.message, field=field, rule="exists", index=index if batch else None
-                ) from e
-            if out[wanted].version < settings.first_version:
-                raise InvalidRequest(
-                    f"subject {settings.subject!r} has no version in topic {topic.name!r}'s "
-                    f"range yet (newest: {out[wanted].version})",
-                    field=field,
-                    rule="range",
-                    index=index if batch else None,
-                )
+            out[wanted] = await topic_version(
+                self.registry, topic, settings, wanted, field=field, index=index if batch else None
+            )
         return out
 
     def _check_all(
