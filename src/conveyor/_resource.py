@@ -32,3 +32,22 @@ class AsyncResource(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release every resource; idempotent."""
+
+
+class Resource(abc.ABC):
+    """The blocking twin: a context manager around an idempotent ``close``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every resource; idempotent."""

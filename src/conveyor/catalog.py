@@ -6,7 +6,8 @@ Writes go to the store first and reach the cache only once durable; readers on t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import msgspec
 
@@ -17,6 +18,16 @@ from conveyor.store.ports import CatalogPort
 
 SubscriptionListener = Callable[[Subscription], None]
 RemovalListener = Callable[[str], Awaitable[None]]
+
+_T = TypeVar("_T")
+
+
+def _found(kind: str, known: Mapping[str, _T], name: str) -> _T:
+    """``known[name]``, or :class:`NotFound` naming the ``kind``."""
+    value = known.get(name)
+    if value is None:
+        raise NotFound(kind, name)
+    return value
 
 
 class Catalog:
@@ -89,10 +100,7 @@ class Catalog:
         Raises:
             NotFound: no such topic.
         """
-        topic = self._topics.get(name)
-        if topic is None:
-            raise NotFound("topic", name)
-        return topic
+        return _found("topic", self._topics, name)
 
     def find_topic(self, name: str) -> Topic | None:
         """A topic by name, or ``None``."""
@@ -137,10 +145,7 @@ class Catalog:
         Raises:
             NotFound: no such subscription.
         """
-        sub = self._subs.get(name)
-        if sub is None:
-            raise NotFound("subscription", name)
-        return sub
+        return _found("subscription", self._subs, name)
 
     def subscriptions(self, topic: str | None = None) -> list[Subscription]:
         """Every subscription (of one topic, when given), by name."""

@@ -114,6 +114,35 @@ class FakeClock:
         return self._heap[0][0] if self._heap else None
 
 
+class Alarm:
+    """One timer of ``clock`` that calls ``callback`` at the time last set.
+
+    Setting the time it already has does nothing: its owner sets it after every step.
+    """
+
+    __slots__ = ("_at", "_callback", "_clock", "_handle")
+
+    def __init__(self, clock: Clock, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self._callback = callback
+        self._handle: TimerHandle | None = None
+        self._at: float | None = None
+
+    def set(self, at: float | None) -> None:
+        """Call back at ``at`` (``None``: not at all) instead of at the time set before."""
+        if at == self._at:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None if at is None else self._clock.call_at(at, self._fire)
+        self._at = at
+
+    def _fire(self) -> None:
+        self._at = None
+        self._handle = None
+        self._callback()
+
+
 def to_ms(seconds: float) -> int:
     """Seconds since the epoch to whole milliseconds, truncating.
 

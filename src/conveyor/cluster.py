@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from conveyor.clock import Clock, to_ms
 from conveyor.errors import ConveyorError
@@ -68,6 +69,7 @@ def owner_of(ref: Ref, nodes: list[str]) -> str | None:
     return max(nodes, key=score)
 
 
+@dataclass(eq=False)  # no slots: tests replace a method on an instance
 class LeaseManager:
     """Keeps this node's membership and its partition leases.
 
@@ -81,35 +83,28 @@ class LeaseManager:
         on_change: told the new ownership; returns once released partitions have stopped.
     """
 
-    def __init__(
-        self,
-        store: LeasesPort,
-        clock: Clock,
-        *,
-        node_id: str,
-        url: str,
-        roles: frozenset[str],
-        ttl: float,
-        on_change: Callable[[Ownership], Awaitable[None]],
-    ) -> None:
-        if ttl <= 0:
+    store: LeasesPort
+    clock: Clock
+    _: KW_ONLY
+    node_id: str
+    url: str
+    roles: frozenset[str]
+    ttl: float
+    on_change: Callable[[Ownership], Awaitable[None]]
+    owned: Ownership = field(init=False, default_factory=dict)
+    _valid_until: float = field(init=False, default=0.0)
+    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _kick: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    # when a lease this node wants expires
+    _takeover_at: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.ttl <= 0:
             raise ValueError("ttl must be positive")
-        self._store = store
-        self._clock = clock
-        self.node_id = node_id
-        self.url = url
-        self.roles = roles
-        self.ttl = ttl
-        self._on_change = on_change
-        self.owned: Ownership = {}
-        self._valid_until = 0.0
-        self._stop = asyncio.Event()
-        self._kick = asyncio.Event()
-        self._takeover_at: float | None = None  # when a lease this node wants expires
 
     def holds(self) -> bool:
         """Whether this node's leases are still trustworthy by its own clock."""
-        return self._clock.now() < self._valid_until
+        return self.clock.now() < self._valid_until
 
     def kick(self) -> None:
         """Run a round now (e.g. after a write was refused for a lost lease)."""
@@ -133,27 +128,27 @@ class LeaseManager:
             wait = self.ttl / 4
             if self._takeover_at is not None:
                 # Wake when a dead node's lease expires: takeover within the TTL, not later.
-                wait = min(wait, max(0.01, self._takeover_at - self._clock.now() + 0.005))
+                wait = min(wait, max(0.01, self._takeover_at - self.clock.now() + 0.005))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), wait)
 
     async def round(self) -> None:
         """One heartbeat, renewal and rebalance."""
-        now = self._clock.now()
+        now = self.clock.now()
         now_ms, until_ms = to_ms(now), to_ms(now + self.ttl)
-        await self._store.heartbeat_node(
+        await self.store.heartbeat_node(
             NodeInfo(self.node_id, self.url, ",".join(sorted(self.roles)), until_ms)
         )
         if DISPATCH not in self.roles:
             return
         changed = await self._renew(now, until_ms)
         nodes = sorted(
-            {n.id for n in await self._store.list_nodes()
+            {n.id for n in await self.store.list_nodes()
              if n.expires_ms > now_ms and DISPATCH in n.roles.split(",")} | {self.node_id}
         )  # fmt: skip
         releasing: Ownership = {}
         self._takeover_at = None
-        for lease in await self._store.list_leases():
+        for lease in await self.store.list_leases():
             ref = (lease.topic, lease.partition)
             mine = owner_of(ref, nodes) == self.node_id
             if mine and ref not in self.owned:
@@ -170,13 +165,13 @@ class LeaseManager:
                 changed = True
         if changed:
             log.info("node %s now dispatches %d partitions", self.node_id, len(self.owned))
-            await self._on_change(dict(self.owned))
+            await self.on_change(dict(self.owned))
         for (topic, part), epoch in releasing.items():
-            await self._store.release_lease(topic, part, self.node_id, epoch)
+            await self.store.release_lease(topic, part, self.node_id, epoch)
 
     async def _acquire(self, ref: Ref, now_ms: int, until_ms: int) -> int | None:
         try:
-            return await self._store.acquire_lease(ref[0], ref[1], self.node_id, now_ms, until_ms)
+            return await self.store.acquire_lease(ref[0], ref[1], self.node_id, now_ms, until_ms)
         except ConveyorError as e:
             # E.g. the lease row is locked by a stalled node's open transaction: next round.
             log.info("could not take %s/%d yet: %s", ref[0], ref[1], e)
@@ -187,7 +182,7 @@ class LeaseManager:
             self._valid_until = now + self.ttl * SAFETY
             return False
         held = [(t, p, e) for (t, p), e in self.owned.items()]
-        renewed = set(await self._store.renew_leases(self.node_id, held, until_ms))
+        renewed = set(await self.store.renew_leases(self.node_id, held, until_ms))
         lost = [ref for ref in self.owned if ref not in renewed]
         for ref in lost:
             log.warning("lost the lease of %s/%d to another node", *ref)
@@ -195,7 +190,7 @@ class LeaseManager:
         if lost:
             # The lost partitions stop before the others are trusted again: until then the
             # node's leases stay untrusted, so nothing is pushed for a lost partition.
-            await self._on_change(dict(self.owned))
+            await self.on_change(dict(self.owned))
         self._valid_until = now + self.ttl * SAFETY
         return False
 
@@ -205,7 +200,7 @@ class LeaseManager:
         for ref in dropped:
             del self.owned[ref]
         if dropped:
-            await self._on_change(dict(self.owned))
+            await self.on_change(dict(self.owned))
         self.kick()
 
     async def release_all(self) -> None:
@@ -213,4 +208,4 @@ class LeaseManager:
         owned, self.owned = self.owned, {}
         for (topic, part), epoch in owned.items():
             with contextlib.suppress(ConveyorError):
-                await self._store.release_lease(topic, part, self.node_id, epoch)
+                await self.store.release_lease(topic, part, self.node_id, epoch)

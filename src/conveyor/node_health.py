@@ -16,6 +16,8 @@ overdue timers and the store's write state of the node.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, InitVar, dataclass, field
+
 from prometheus_client import Gauge
 
 from conveyor.clock import Clock, to_ms
@@ -60,6 +62,7 @@ class _Gauges:
         )
 
 
+@dataclass(slots=True, eq=False)
 class NodeHealth:
     """Judges the node's health and refreshes the gauges that show it.
 
@@ -72,30 +75,26 @@ class NodeHealth:
             health check (0: never).
     """
 
-    def __init__(
-        self,
-        store: NodeHealthPort,
-        status: StatusService,
-        metrics: Metrics,
-        clock: Clock,
-        *,
-        overdue_after: float,
-    ) -> None:
-        self._store = store
-        self._status = status
-        self._clock = clock
-        self._overdue_after = overdue_after
+    store: NodeHealthPort
+    status: StatusService
+    metrics: InitVar[Metrics]
+    clock: Clock
+    _: KW_ONLY
+    overdue_after: float
+    _gauges: _Gauges = field(init=False)
+
+    def __post_init__(self, metrics: Metrics) -> None:
         self._gauges = _Gauges(metrics)
 
     async def problems(self) -> list[str]:
         """Why the node is failing; empty when it is healthy."""
         problems: list[str] = []
-        failure = self._store.write_failure()
+        failure = self.store.write_failure()
         if failure is not None:
             problems.append(f"the store refuses writes: the last commit failed: {failure}")
-        if self._overdue_after > 0:
+        if self.overdue_after > 0:
             try:
-                late = await self._overdue(self._overdue_after)
+                late = await self._overdue(self.overdue_after)
             except ConveyorError as e:
                 problems.append(f"the store cannot be read: {e}")
             else:
@@ -103,15 +102,15 @@ class NodeHealth:
                     count, seconds = late
                     problems.append(
                         f"{count} delayed events are overdue by more than "
-                        f"{self._overdue_after:g} s (the oldest by {seconds:.1f} s): "
+                        f"{self.overdue_after:g} s (the oldest by {seconds:.1f} s): "
                         "their timers are not firing"
                     )
         return problems
 
     async def _overdue(self, by: float) -> tuple[int, float] | None:
         """(count, the oldest's lateness in seconds) of timers overdue by more than ``by``."""
-        now = self._clock.now()
-        timers = await self._store.overdue_timers(to_ms(now - by))
+        now = self.clock.now()
+        timers = await self.store.overdue_timers(to_ms(now - by))
         if not timers:
             return None
         oldest = min(t.oldest_due_ms for t in timers)
@@ -120,11 +119,11 @@ class NodeHealth:
     async def refresh_gauges(self) -> None:
         """Set the gauges to the figures of now (called before each scrape)."""
         g = self._gauges
-        g.write_failing.set(0 if self._store.write_failure() is None else 1)
+        g.write_failing.set(0 if self.store.write_failure() is None else 1)
         late = await self._overdue(0)
         g.overdue.set(0 if late is None else late[0])
         g.overdue_seconds.set(0 if late is None else late[1])
-        infos = await self._status.subscriptions()
+        infos = await self.status.subscriptions()
         # Cleared first: a deleted subscription's series disappears.
         g.backlog.clear()
         g.oldest_age.clear()

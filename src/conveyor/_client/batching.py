@@ -32,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Self, Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from conveyor._client.publish import PublishOptions, build_request
+from conveyor._resource import AsyncResource
 from conveyor.clock import Clock, SystemClock, TimerHandle
 from conveyor.errors import (
     Conflict,
@@ -116,7 +116,7 @@ class _Sent:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class AsyncPublisher:
+class AsyncPublisher(AsyncResource):
     """Batches single publishes into batch requests; see the module's invariants.
 
     Get one from :meth:`AsyncClient.publisher` and use it as an async context manager::
@@ -154,17 +154,6 @@ class AsyncPublisher:
     def pending(self) -> int:
         """Events buffered or in flight."""
         return self._pending
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def publish(
         self,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine
-from types import TracebackType
-from typing import Concatenate, ParamSpec, Self, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from conveyor._client.async_client import DEFAULT_BASE_URL, AsyncClient
 from conveyor._client.batching import BatchSettings
 from conveyor._client.threaded import Publisher
+from conveyor._resource import Resource
 
 __all__ = ["Client"]
 
@@ -47,7 +47,7 @@ def _blocking(
     return call
 
 
-class Client:
+class Client(Resource):
     """The blocking form of :class:`AsyncClient`, for scripts and synchronous code.
 
     It owns an event loop of its own that runs one :class:`AsyncClient`; every method does
@@ -82,17 +82,6 @@ class Client:
     def base_url(self) -> str:
         """The node's URL, as given."""
         return self._client.base_url
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the HTTP session and the private loop; calling it again does nothing."""

@@ -12,12 +12,12 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 from conveyor._client.async_client import AsyncClient
 from conveyor._client.batching import AsyncPublisher, BatchSettings
 from conveyor._client.publish import PublishOptions, build_request
+from conveyor._resource import Resource
 from conveyor.wire.schemas import PublishRequest, PublishResult
 
 __all__ = ["Publisher"]
@@ -25,7 +25,7 @@ __all__ = ["Publisher"]
 T = TypeVar("T")
 
 
-class Publisher:
+class Publisher(Resource):
     """Batches single publishes from any thread into batch requests.
 
     Get one from :meth:`Client.publisher`; use it as a context manager, or call
@@ -52,17 +52,6 @@ class Publisher:
     def settings(self) -> BatchSettings:
         """How it batches."""
         return self._publisher.settings
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def publish(
         self,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import msgspec
 import typer
@@ -21,6 +21,8 @@ from conveyor.errors import ConveyorError, InvalidRequest
 
 if TYPE_CHECKING:
     from conveyor.client import Client
+
+_T = TypeVar("_T")
 
 console = Console()
 err = Console(stderr=True)
@@ -90,6 +92,17 @@ def session(server: str) -> Iterator[Client]:
             yield client
         except ConveyorError as e:
             fail(e)
+
+
+def ask(server: str, as_json: bool, fetch: Callable[[Client], _T]) -> _T | None:
+    """``fetch``'s answer from the node at ``server``; with ``--json`` it is printed and
+    ``None`` is returned (the caller shows the answer to people otherwise)."""
+    with session(server) as client:
+        answer = fetch(client)
+    if as_json:
+        print_json(answer)
+        return None
+    return answer
 
 
 def parse_locality(text: str) -> str:

@@ -7,13 +7,14 @@ confirmation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.table import Column, Table
 
-from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.wire.connections import DEFAULT_URL
 from conveyor.wire.dead_letters import DeadLetterCount
 
@@ -123,10 +124,8 @@ def dlq_show(
     """Show one dead letter: its payload and every attempt."""
     import msgspec
 
-    with session(server) as client:
-        dead = client.dead_letter(subscription, event_id)
-    if as_json:
-        print_json(dead)
+    dead = ask(server, as_json, lambda client: client.dead_letter(subscription, event_id))
+    if dead is None:
         return
     console.print(
         f"[bold]{dead.id}[/]  partition {dead.partition} offset {dead.offset}  "
@@ -195,47 +194,35 @@ def _letters(count: int) -> str:
     return f"{count} dead letter{'' if count == 1 else 's'}"
 
 
-@dlq_app.command("redrive")
-def dlq_redrive(
-    subscription: Subscription,
-    event_ids: EventIds = None,
-    every: All = False,
-    since: Since = None,
-    until: Until = None,
-    error: ErrorText = None,
-    server: Server = DEFAULT_URL,
-    as_json: AsJson = False,
-) -> None:
-    """Send dead letters back to the subscription: delivered again from attempt 1."""
-    _move(
-        "redrive",
-        subscription,
-        event_ids,
-        every=every,
-        filters=(since, until, error),
-        server=server,
-        as_json=as_json,
-    )
+def _mover(verb: str) -> Callable[..., None]:
+    """The command of ``conveyor dlq <verb>``: redrive and purge take the same options."""
+
+    def command(
+        subscription: Subscription,
+        event_ids: EventIds = None,
+        every: All = False,
+        since: Since = None,
+        until: Until = None,
+        error: ErrorText = None,
+        server: Server = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        _move(
+            verb,
+            subscription,
+            event_ids,
+            every=every,
+            filters=(since, until, error),
+            server=server,
+            as_json=as_json,
+        )
+
+    return command
 
 
-@dlq_app.command("purge")
-def dlq_purge(
-    subscription: Subscription,
-    event_ids: EventIds = None,
-    every: All = False,
-    since: Since = None,
-    until: Until = None,
-    error: ErrorText = None,
-    server: Server = DEFAULT_URL,
-    as_json: AsJson = False,
-) -> None:
-    """Drop dead letters: they read `dropped` and are never delivered again."""
-    _move(
-        "purge",
-        subscription,
-        event_ids,
-        every=every,
-        filters=(since, until, error),
-        server=server,
-        as_json=as_json,
-    )
+dlq_redrive = dlq_app.command(
+    "redrive", help="Send dead letters back to the subscription: delivered again from attempt 1."
+)(_mover("redrive"))
+dlq_purge = dlq_app.command(
+    "purge", help="Drop dead letters: they read `dropped` and are never delivered again."
+)(_mover("purge"))

@@ -11,9 +11,10 @@ import msgspec
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.cli.endpoints import print_lambdas
 from conveyor.model import Priority
+from conveyor.options import PublishOptions
 from conveyor.wire.connections import DEFAULT_URL
 
 
@@ -72,31 +73,20 @@ def publish(
         deliver_at = deliver_at.replace(tzinfo=UTC)
     with session(server) as client:
         try:
+            options: PublishOptions = {
+                "key": key,
+                "attributes": _attributes(attr or []),
+                "delay": parse_duration(delay) if delay else None,
+                "deliver_at": deliver_at,
+                "idempotency_key": idempotency_key,
+                "priority": priority,
+                "schema_version": schema_version,
+            }
             if isinstance(data, bytes):
-                result = client.publish_encoded(
-                    topic,
-                    data,
-                    content_type or "application/json",
-                    key=key,
-                    attributes=_attributes(attr or []),
-                    delay=parse_duration(delay) if delay else None,
-                    deliver_at=deliver_at,
-                    idempotency_key=idempotency_key,
-                    priority=priority,
-                    schema_version=schema_version,
-                )
+                ctype = content_type or "application/json"
+                result = client.publish_encoded(topic, data, ctype, **options)
             else:
-                result = client.publish(
-                    topic,
-                    data,
-                    key=key,
-                    attributes=_attributes(attr or []),
-                    delay=parse_duration(delay) if delay else None,
-                    deliver_at=deliver_at,
-                    idempotency_key=idempotency_key,
-                    priority=priority,
-                    schema_version=schema_version,
-                )
+                result = client.publish(topic, data, **options)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from e
     if as_json:
@@ -131,10 +121,8 @@ def _publish_input(payload: str | None, data_file: Path | None, content_type: st
 
 def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """Show an event and, per subscription, its state and attempt history."""
-    with session(server) as client:
-        view = client.get_event(event_id)
-    if as_json:
-        print_json(view)
+    view = ask(server, as_json, lambda client: client.get_event(event_id))
+    if view is None:
         return
     console.print(
         f"[bold]{view.id}[/]  topic {view.topic}  key {view.key or '-'}  "
@@ -163,9 +151,6 @@ def event(event_id: str, server: Server = DEFAULT_URL, as_json: AsJson = False) 
 
 def lambdas(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List lambdas and their live endpoints (see also ``conveyor endpoint``)."""
-    with session(server) as client:
-        infos = client.list_lambdas()
-    if as_json:
-        print_json(infos)
-    else:
+    infos = ask(server, as_json, lambda client: client.list_lambdas())
+    if infos is not None:
         print_lambdas(infos)

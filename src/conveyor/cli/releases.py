@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.wire.connections import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -79,10 +79,8 @@ def release_list(
     lambda_name: LambdaName, server: Server = DEFAULT_URL, as_json: AsJson = False
 ) -> None:
     """Show a lambda's stable version, its canary with live figures, and its history."""
-    with session(server) as client:
-        releases = client.list_releases(lambda_name)
-    if as_json:
-        print_json(releases)
+    releases = ask(server, as_json, lambda client: client.list_releases(lambda_name))
+    if releases is None:
         return
     _print_releases(releases)
 

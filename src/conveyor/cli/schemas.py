@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import Server, console, print_json, session
+from conveyor.cli.common import Server, ask, console, print_json, session
 from conveyor.model import SchemaType
 from conveyor.wire.connections import DEFAULT_URL
 from conveyor.wire.registry import Compatibility
@@ -58,10 +58,12 @@ def register(
     change, when it breaks the subject's compatibility mode)."""
 
     text, schema_type = read_schema(file, kind)
-    with session(server) as client:
-        registered = client.register_schema(subject, text, type=schema_type, message=message)
-    if as_json:
-        print_json(registered)
+    registered = ask(
+        server,
+        as_json,
+        lambda client: client.register_schema(subject, text, type=schema_type, message=message),
+    )
+    if registered is None:
         return
     what = "registered" if registered.created else "already registered (identical)"
     console.print(f"{subject} version {registered.version} (schema id {registered.id}) {what}")
@@ -102,10 +104,8 @@ def check(
 @schema_app.command("list")
 def list_subjects(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subjects with their compatibility mode and versions."""
-    with session(server) as client:
-        subjects = client.list_subjects()
-    if as_json:
-        print_json(subjects)
+    subjects = ask(server, as_json, lambda client: client.list_subjects())
+    if subjects is None:
         return
     table = Table("subject", "compatibility", "versions")
     for s in subjects:

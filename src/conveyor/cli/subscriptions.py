@@ -13,6 +13,7 @@ from rich.table import Table
 from conveyor.cli.common import (
     AsJson,
     Server,
+    ask,
     console,
     duration_text,
     err,
@@ -142,10 +143,8 @@ def subscription_create(
 @sub_app.command("list")
 def subscription_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List subscriptions with backlog, in-flight, retrying and dead counts."""
-    with session(server) as client:
-        infos = client.list_subscriptions()
-    if as_json:
-        print_json(infos)
+    infos = ask(server, as_json, lambda client: client.list_subscriptions())
+    if infos is None:
         return
     table = Table(
         "subscription",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import AsJson, Server, console, parse_duration, print_json, session
+from conveyor.cli.common import AsJson, Server, ask, console, parse_duration, print_json, session
 from conveyor.model import SchemaSettings
 from conveyor.wire.connections import DEFAULT_URL
 
@@ -82,10 +82,8 @@ def topic_create(
 @topic_app.command("list")
 def topic_list(server: Server = DEFAULT_URL, as_json: AsJson = False) -> None:
     """List topics."""
-    with session(server) as client:
-        topics = client.list_topics()
-    if as_json:
-        print_json(topics)
+    topics = ask(server, as_json, lambda client: client.list_topics())
+    if topics is None:
         return
     table = Table("topic", "partitions", "schema", "max payload", "retention")
     for t in topics:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import msgspec
 
@@ -119,6 +119,7 @@ def _checked(policy: ReleasePolicy) -> ReleasePolicy:
     return msgspec.convert(msgspec.to_builtins(policy), ReleasePolicy)
 
 
+@dataclass(slots=True, eq=False)
 class Releases:
     """Every lambda's releases on one node: the pool's version router, and the decisions.
 
@@ -131,24 +132,16 @@ class Releases:
         tick: seconds between evaluations.
     """
 
-    def __init__(
-        self,
-        store: ReleasesPort,
-        clock: Clock,
-        metrics: Metrics | None = None,
-        *,
-        live_versions: Callable[[str], set[str]] | None = None,
-        tick: float = TICK,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._metrics = metrics
-        self._live_versions = live_versions
-        self._tick = tick
-        self._known: dict[str, _Known] = {}
-        self._splits: dict[str, VersionSplit] = {}
-        self._trials: dict[str, Trial] = {}
-        self._exported: dict[str, set[tuple[str, str]]] = {}
+    store: ReleasesPort
+    clock: Clock
+    metrics: Metrics | None = None
+    _: KW_ONLY
+    live_versions: Callable[[str], set[str]] | None = None
+    tick: float = TICK
+    _known: dict[str, _Known] = field(init=False, default_factory=dict)
+    _splits: dict[str, VersionSplit] = field(init=False, default_factory=dict)
+    _trials: dict[str, Trial] = field(init=False, default_factory=dict)
+    _exported: dict[str, set[tuple[str, str]]] = field(init=False, default_factory=dict)
 
     # -- the pool's questions (every push) ------------------------------------------------------
     def split(self, lambda_name: str) -> VersionSplit:
@@ -159,20 +152,20 @@ class Releases:
         """Count a push to an endpoint of ``version`` towards the lambda's trial, if any."""
         trial = self._trials.get(lambda_name)
         if trial is not None:
-            trial.record(version, self._clock.now(), ok, latency, events)
+            trial.record(version, self.clock.now(), ok, latency, events)
 
     # -- what the node learns ---------------------------------------------------------------
     async def load(self) -> None:
         """Read every lambda's releases (at start)."""
-        for name in await self._store.release_revisions():
-            self._apply(await self._store.lambda_releases(name))
+        for name in await self.store.release_revisions():
+            self._apply(await self.store.lambda_releases(name))
 
     async def refresh(self) -> None:
         """Read the lambdas whose releases changed through other nodes."""
-        for name, revision in (await self._store.release_revisions()).items():
+        for name, revision in (await self.store.release_revisions()).items():
             known = self._known.get(name)
             if known is None or known.revision < revision:
-                self._apply(await self._store.lambda_releases(name))
+                self._apply(await self.store.lambda_releases(name))
 
     async def seen(self, lambda_name: str, version: str) -> None:
         """An endpoint of ``version`` is about to be registered: a version the lambda has not
@@ -183,7 +176,7 @@ class Releases:
         known = self._known.get(lambda_name)
         if known is not None and known.version(version) is not None:
             return
-        now_ms = to_ms(self._clock.now())
+        now_ms = to_ms(self.clock.now())
         await self._change(lambda_name, lambda releases: first_seen(releases, version, now_ms))
 
     def _apply(self, snapshot: LambdaReleases) -> None:
@@ -204,20 +197,20 @@ class Releases:
         else:
             trial = self._trials.get(name)
             if trial is None or trial.version != canary.version:
-                self._trials[name] = Trial(canary.version, self._clock.now())
+                self._trials[name] = Trial(canary.version, self.clock.now())
             self._splits[name] = VersionSplit(canary.version, policy.share, excluded)
         self._export(name, known, policy.share if canary is not None else 0.0)
 
     def _export(self, name: str, known: _Known, share: float) -> None:
-        if self._metrics is None:
+        if self.metrics is None:
             return
         live = {(r.version, r.state.value) for r in known.releases if r.state in EXPORTED}
         for version, state in self._exported.get(name, set()) - live:
-            self._metrics.release_state.remove(name, version, state)
+            self.metrics.release_state.remove(name, version, state)
         for version, state in live:
-            self._metrics.release_state.labels(name, version, state).set(1)
+            self.metrics.release_state.labels(name, version, state).set(1)
         self._exported[name] = live
-        self._metrics.canary_share.labels(name).set(share)
+        self.metrics.canary_share.labels(name).set(share)
 
     async def _change(self, lambda_name: str, transition: Transition) -> bool:
         """Run ``transition`` on the lambda's releases in the store; returns whether it
@@ -230,13 +223,13 @@ class Releases:
             wrote = bool(written)
             return [_stored(r) for r in written]
 
-        self._apply(await self._store.change_releases(lambda_name, change))
+        self._apply(await self.store.change_releases(lambda_name, change))
         return wrote
 
     # -- decisions ----------------------------------------------------------------------------
     async def evaluate(self) -> None:
         """Judge every trial on this node's figures; write the decisions that are due."""
-        now = self._clock.now()
+        now = self.clock.now()
         for name, trial in list(self._trials.items()):
             await self._evaluate(name, trial, now)
 
@@ -261,10 +254,10 @@ class Releases:
 
     def _abandoned(self, name: str, known: _Known, version: str) -> bool:
         """Whether a canary has no live endpoint left while a version waits for its turn."""
-        if self._live_versions is None:
+        if self.live_versions is None:
             return False
         waiting = any(r.state is ReleaseState.PENDING for r in known.releases)
-        return waiting and version not in self._live_versions(name)
+        return waiting and version not in self.live_versions(name)
 
     async def _decide(self, name: str, transition: Transition, decision: str, reason: str) -> None:
         """Write an automatic decision (if it still applies: compare-and-set)."""
@@ -275,14 +268,14 @@ class Releases:
             return
         if won:
             log.info("release of %s: %s (%s)", name, decision, reason)
-            if self._metrics is not None:
-                self._metrics.release_decisions.labels(name, decision).inc()
+            if self.metrics is not None:
+                self.metrics.release_decisions.labels(name, decision).inc()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate every ``tick`` seconds of the clock until ``stop`` is set."""
         while not stop.is_set():
             await self.evaluate()
-            await sleep_unless_stopped(self._clock, self._tick, stop)
+            await sleep_unless_stopped(self.clock, self.tick, stop)
 
     # -- operators ----------------------------------------------------------------------------
     def _live(self, lambda_name: str) -> Figures | None:
@@ -290,7 +283,7 @@ class Releases:
         known = self._known.get(lambda_name)
         if trial is None or known is None:
             return None
-        return trial.figures(self._clock.now(), known.policy.window_seconds)
+        return trial.figures(self.clock.now(), known.policy.window_seconds)
 
     async def promote(self, lambda_name: str, version: str) -> LambdaView:
         """Make ``version`` stable now, whatever its state.
@@ -298,7 +291,7 @@ class Releases:
         Raises:
             NotFound: the lambda has no such release.
         """
-        now_ms, live = to_ms(self._clock.now()), self._live(lambda_name)
+        now_ms, live = to_ms(self.clock.now()), self._live(lambda_name)
         await self._change(lambda_name, lambda rs: promote(rs, lambda_name, version, now_ms, live))
         return self.view(lambda_name)
 
@@ -309,7 +302,7 @@ class Releases:
             NotFound: the lambda has no such release.
             Conflict: ``version`` is the lambda's first stable version.
         """
-        now_ms, live = to_ms(self._clock.now()), self._live(lambda_name)
+        now_ms, live = to_ms(self.clock.now()), self._live(lambda_name)
         await self._change(
             lambda_name, lambda rs: roll_back(rs, lambda_name, version, now_ms, live)
         )
@@ -323,18 +316,18 @@ class Releases:
             msgspec.ValidationError: a value breaks a rule.
         """
         encoded = msgspec.json.encode(_checked(policy))
-        self._apply(await self._store.set_release_policy(lambda_name, encoded))
+        self._apply(await self.store.set_release_policy(lambda_name, encoded))
         return self._known[lambda_name].policy
 
     async def policy(self, lambda_name: str) -> ReleasePolicy:
         """The lambda's release policy as stored now (the defaults when never set)."""
-        stored = (await self._store.lambda_releases(lambda_name)).policy
+        stored = (await self.store.lambda_releases(lambda_name)).policy
         return DEFAULT_POLICY if stored is None else _policy_decoder.decode(stored)
 
     async def describe(self, lambda_name: str) -> LambdaView | None:
         """The lambda's releases as stored now, with this node's live trial figures;
         ``None`` when it has neither releases nor a policy."""
-        snapshot = await self._store.lambda_releases(lambda_name)
+        snapshot = await self.store.lambda_releases(lambda_name)
         if snapshot.revision == 0 and not snapshot.releases:
             return None
         self._apply(snapshot)

@@ -28,6 +28,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import (
@@ -102,6 +103,7 @@ class SupervisorMetrics:
         self.throughput.set(decision.throughput)
 
 
+@dataclass(eq=False, kw_only=True)
 class Supervisor:
     """Samples a lambda's load every interval, decides, and scales a fleet (or only exports).
 
@@ -116,33 +118,24 @@ class Supervisor:
         interval: seconds between samples.
     """
 
-    def __init__(
-        self,
-        *,
-        probe: PlatformProbe,
-        health: HealthProbe,
-        policy: ScalingPolicy,
-        metrics: SupervisorMetrics,
-        fleet: Fleet | None,
-        clock: Clock,
-        interval: float,
-    ) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0, got {interval}")
-        self._probe = probe
-        self._health = health
-        self._policy = policy
-        self._metrics = metrics
-        self._fleet = fleet
-        self._clock = clock
-        self._interval = interval
-        self._unreachable = False
+    probe: PlatformProbe
+    health: HealthProbe
+    policy: ScalingPolicy
+    metrics: SupervisorMetrics
+    fleet: Fleet | None
+    clock: Clock
+    interval: float
+    _unreachable: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if not self.interval > 0:
+            raise ValueError(f"interval must be > 0, got {self.interval}")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample, decide and scale every interval until ``stop`` is set."""
         while not stop.is_set():
             await self.step()
-            await _sleep_or_stop(self._clock, self._interval, stop)
+            await _sleep_or_stop(self.clock, self.interval, stop)
 
     async def step(self) -> Decision | None:
         """Take one sample and act on it.
@@ -150,9 +143,9 @@ class Supervisor:
         Returns:
             The decision, or ``None`` when the platform could not be read (nothing changes).
         """
-        fleet = self._fleet
+        fleet = self.fleet
         try:
-            load = await self._probe.load(endpoints=fleet is None)
+            load = await self.probe.load(endpoints=fleet is None)
         except ConveyorError as e:
             if not self._unreachable:
                 logger.warning("cannot read the lambda's load (keeping the count): %s", e)
@@ -162,21 +155,21 @@ class Supervisor:
             logger.info("reading the lambda's load again")
             self._unreachable = False
         urls = load.endpoints if fleet is None else fleet.serving()
-        seen = await self._health.poll(urls)
+        seen = await self.health.poll(urls)
         sample = Sample(
             backlog=load.backlog,
             running=seen.running,
             oldest_age=load.oldest_age,
-            completed=self._health.completed,
+            completed=self.health.completed,
             replicas=seen.serving,
         )
         current = len(load.endpoints) if fleet is None else fleet.target
-        decision = self._policy.observe(sample, current)
+        decision = self.policy.observe(sample, current)
         if fleet is not None:
             fleet.scale_to(decision.desired)
         if decision.desired != current:
             logger.info("%d → %d processes: %s", current, decision.desired, decision.reason)
-        self._metrics.update(sample, decision)
+        self.metrics.update(sample, decision)
         return decision
 
 

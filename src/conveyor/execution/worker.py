@@ -8,6 +8,7 @@ SIGTERM or SIGINT, then drains gracefully and returns (exit status 0).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -118,23 +119,23 @@ def run_worker(
         _fail(str(e))
     _configure_logging()
     tune_for_throughput()  # the app is loaded: freeze it out of the collector's sight
+    worker = functools.partial(
+        Worker,
+        app,
+        server=server,
+        host=host,
+        port=port,
+        concurrency=concurrency,
+        advertise_host=advertise_host,
+        signing_secrets=signing_secrets or None,
+        locality=locality,
+        version=version,
+        ttl_seconds=ttl,
+        connections=connections,
+    )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
-            runner.run(
-                _serve(
-                    app,
-                    server=server,
-                    host=host,
-                    port=port,
-                    concurrency=concurrency,
-                    advertise_host=advertise_host,
-                    signing_secrets=signing_secrets,
-                    locality=locality,
-                    version=version,
-                    ttl=ttl,
-                    connections=connections,
-                )
-            )
+            runner.run(_serve(app, worker))
         except RegistrationError as e:
             _fail(str(e))
         except OSError as e:
@@ -143,20 +144,8 @@ def run_worker(
             _fail("stopped before the worker was ready")
 
 
-async def _serve(
-    app: Lambda,
-    *,
-    server: str,
-    host: str,
-    port: int,
-    concurrency: int,
-    advertise_host: str | None,
-    signing_secrets: Sequence[str],
-    locality: str = "",
-    version: str = "",
-    ttl: float = ENDPOINT_TTL,
-    connections: ConnectionLimits | None = None,
-) -> None:
+async def _serve(app: Lambda, worker: Callable[[], Worker]) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; ``worker`` makes the server (in the loop)."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     stop = asyncio.Event()
@@ -171,28 +160,16 @@ async def _serve(
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal)
     try:
-        async with Worker(
-            app,
-            server=server,
-            host=host,
-            port=port,
-            concurrency=concurrency,
-            advertise_host=advertise_host,
-            signing_secrets=signing_secrets or None,
-            locality=locality,
-            version=version,
-            ttl_seconds=ttl,
-            connections=connections,
-        ) as worker:
+        async with worker() as serving:
             ready = True
             count = len(app.subscriptions())
             print(
-                f"conveyor worker: lambda {app.name} serving {worker.url} ({count} subscriptions)",
+                f"conveyor worker: lambda {app.name} serving {serving.url} ({count} subscriptions)",
                 flush=True,
             )
             await stop.wait()
             logger.info("stopping: draining in-flight work")
-            await worker.drain()
+            await serving.drain()
     finally:
         for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from conveyor.clock import Clock, to_ms
@@ -35,6 +36,11 @@ RETRY_COMMIT_DELAY = 0.2  # seconds between attempts to commit progress that fai
 REDRIVE_BATCH = 1000  # redriven events taken per subscription per look
 
 
+def _always() -> bool:
+    return True
+
+
+@dataclass(slots=True, eq=False, kw_only=True)
 class Dispatcher:
     """Runs every subscription's flow control on this node.
 
@@ -51,46 +57,37 @@ class Dispatcher:
             made through another node (this node's own redrives are taken at once).
     """
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        pool: EndpointPool,
-        pusher: Pusher,
-        clock: Clock,
-        metrics: Metrics,
-        topic_of: Callable[[str], Topic | None],
-        flush_interval: float = 0.005,
-        jitter: Jitter = random.uniform,
-        redrive_interval: float = 1.0,
-    ) -> None:
-        self._store = store
-        self._pool = pool
-        self._pusher = pusher
-        self._clock = clock
-        self._metrics = metrics
-        self._topic_of = topic_of
-        self._flush_interval = flush_interval
-        self._jitter = jitter
-        self._runners: dict[str, Runner] = {}
-        self._by_topic: dict[str, list[Runner]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[Runner] = set()
-        self._dirty_event = asyncio.Event()
-        self._failed: list[Progress] = []
-        self._flush_lock = asyncio.Lock()
-        self._stopping = False
-        self._tg: asyncio.TaskGroup | None = None
-        self._subs: dict[str, Subscription] = {}
-        # None: this node dispatches every partition (no leases, e.g. the embedded store).
-        self._owned: Ownership | None = None
-        self._lease_valid: Callable[[], bool] = lambda: True
-        self._on_lease_lost: Callable[[str], Coroutine[object, object, None]] | None = None
-        self._heads_interval: float | None = None
-        self._retire_timeout: float | None = None
-        self._redrive_interval = redrive_interval
-        self._redrive_wake = asyncio.Event()
-        pool.set_listener(self._endpoints_changed)
+    store: Store
+    pool: EndpointPool
+    pusher: Pusher
+    clock: Clock
+    metrics: Metrics
+    topic_of: Callable[[str], Topic | None]
+    flush_interval: float = 0.005
+    jitter: Jitter = random.uniform
+    redrive_interval: float = 1.0
+    _runners: dict[str, Runner] = field(init=False, default_factory=dict)
+    _by_topic: dict[str, list[Runner]] = field(init=False, default_factory=dict)
+    _tasks: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
+    _dirty: set[Runner] = field(init=False, default_factory=set)
+    _dirty_event: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _failed: list[Progress] = field(init=False, default_factory=list)
+    _flush_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _stopping: bool = field(init=False, default=False)
+    _tg: asyncio.TaskGroup | None = field(init=False, default=None)
+    _subs: dict[str, Subscription] = field(init=False, default_factory=dict)
+    # None: this node dispatches every partition (no leases, e.g. the embedded store).
+    _owned: Ownership | None = field(init=False, default=None)
+    _lease_valid: Callable[[], bool] = field(init=False, default=_always)
+    _on_lease_lost: Callable[[str], Coroutine[object, object, None]] | None = field(
+        init=False, default=None
+    )
+    _heads_interval: float | None = field(init=False, default=None)
+    _retire_timeout: float | None = field(init=False, default=None)
+    _redrive_wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.pool.set_listener(self._endpoints_changed)
 
     def use_leases(
         self,
@@ -140,7 +137,7 @@ class Dispatcher:
     # -- subscriptions ----------------------------------------------------------------------
     def put(self, sub: Subscription) -> None:
         """Start a subscription's runner, or apply its new settings."""
-        topic = self._topic_of(sub.topic)
+        topic = self.topic_of(sub.topic)
         if topic is None or self._tg is None or self._stopping:
             return
         self._subs[sub.name] = sub
@@ -169,7 +166,7 @@ class Dispatcher:
         """
         self._owned = dict(owned)
         for sub in list(self._subs.values()):
-            topic = self._topic_of(sub.topic)
+            topic = self.topic_of(sub.topic)
             if topic is None or self._stopping:
                 continue
             want = self._partitions_of(topic.name)
@@ -209,14 +206,14 @@ class Dispatcher:
         runner = Runner(
             sub,
             topic,
-            store=self._store,
-            pool=self._pool,
-            pusher=self._pusher,
-            clock=self._clock,
-            metrics=self._metrics,
-            dead_letter=self._topic_of,
+            store=self.store,
+            pool=self.pool,
+            pusher=self.pusher,
+            clock=self.clock,
+            metrics=self.metrics,
+            dead_letter=self.topic_of,
             on_dirty=self._mark_dirty,
-            jitter=self._jitter,
+            jitter=self.jitter,
             partitions=partitions,
             lease_valid=self._lease_valid,
         )
@@ -252,7 +249,7 @@ class Dispatcher:
                 await asyncio.sleep(RESTART_DELAY)
                 if self._runners.get(runner.sub.name) is runner and not self._stopping:
                     await self._retire(runner)
-                    topic = self._topic_of(runner.sub.topic)
+                    topic = self.topic_of(runner.sub.topic)
                     if topic is not None:
                         self._start(runner.sub, topic, self._partitions_of(topic.name))
 
@@ -287,7 +284,7 @@ class Dispatcher:
         while True:
             await self._dirty_event.wait()
             if not self._stopping:
-                await asyncio.sleep(self._flush_interval)  # let more progress gather
+                await asyncio.sleep(self.flush_interval)  # let more progress gather
             # Invariant: stop() sets the event after _stopping, so clearing it here never
             # loses a stop: _stopping is read after the clear.
             self._dirty_event.clear()
@@ -332,9 +329,9 @@ class Dispatcher:
         from its committed state); progress that failed otherwise is kept, in order, for the
         next attempt. Returns whether nothing has to be tried again.
         """
-        now_ms = to_ms(self._clock.now())
+        now_ms = to_ms(self.clock.now())
         results = await asyncio.gather(
-            *(self._store.commit_progress([p], now_ms) for p in batch), return_exceptions=True
+            *(self.store.commit_progress([p], now_ms) for p in batch), return_exceptions=True
         )
         retry: list[Progress] = []
         lost: set[str] = set()
@@ -362,7 +359,7 @@ class Dispatcher:
             if not self._runners:
                 continue
             try:
-                heads = await self._store.heads()
+                heads = await self.store.heads()
             except ConveyorError as e:
                 log.warning("reading partition heads failed: %s", e)
                 continue
@@ -378,7 +375,7 @@ class Dispatcher:
     async def _poll_redrives(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._redrive_wake.wait(), self._redrive_interval)
+                await asyncio.wait_for(self._redrive_wake.wait(), self.redrive_interval)
             self._redrive_wake.clear()
             for runner in list(self._runners.values()):
                 await self._take_redrives(runner)
@@ -391,7 +388,7 @@ class Dispatcher:
         # committed is never read back as still waiting (and delivered twice).
         async with self._flush_lock:
             try:
-                rows = await self._store.redrive_requests(runner.sub.name, parts, REDRIVE_BATCH)
+                rows = await self.store.redrive_requests(runner.sub.name, parts, REDRIVE_BATCH)
             except ConveyorError as e:
                 log.warning("looking for redriven events failed: %s", e)
                 return

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 
 import msgspec
 
@@ -41,6 +42,7 @@ def _mentions_payload(pattern: Mapping[str, object]) -> bool:
     )
 
 
+@dataclass(slots=True, eq=False)
 class Gate:
     """A subscription's gates on this node.
 
@@ -55,31 +57,25 @@ class Gate:
         lease_valid: whether this node's leases may still be trusted.
     """
 
-    def __init__(
-        self,
-        sub: Subscription,
-        topic: Topic,
-        now: float,
-        *,
-        partitions: Mapping[int, int] | None,
-        ready: deque[tuple[Event, int]],
-        drop: Drop,
-        sweep: Callable[[int], None],
-        lease_valid: Callable[[], bool],
-    ) -> None:
-        self.sub = sub
-        self._topic = topic
-        self._partitions = partitions
-        self._ready = ready
-        self._drop = drop
-        self._sweep = sweep
-        self._lease_valid = lease_valid
-        self.paused_until = 0.0
-        self.held: list[tuple[int, int, int, Event, int]] = []  # (due, part, off, ev, attempt)
-        self.bucket: TokenBucket | None = None
+    sub: Subscription
+    topic: Topic
+    now: InitVar[float]
+    _: KW_ONLY
+    partitions: Mapping[int, int] | None
+    ready: deque[tuple[Event, int]]
+    drop: Drop
+    sweep: Callable[[int], None]
+    lease_valid: Callable[[], bool]
+    paused_until: float = field(init=False, default=0.0)
+    held: list[tuple[int, int, int, Event, int]] = field(  # (due, part, off, ev, attempt)
+        init=False, default_factory=list
+    )
+    bucket: TokenBucket | None = field(init=False, default=None)
+    _filter: Filter | None = field(init=False, default=None)
+    _filter_payload: bool = field(init=False, default=False)
+
+    def __post_init__(self, now: float) -> None:
         self._configure_rate(now)
-        self._filter: Filter | None = None
-        self._filter_payload = False
         self._configure_filter()
 
     def update(self, sub: Subscription, now: float) -> None:
@@ -101,8 +97,8 @@ class Gate:
             self.bucket = None
             return
         # Each node paces its share of the partitions, so the cluster keeps the rate.
-        parts = self._partitions
-        share = 1.0 if parts is None else len(parts) / self._topic.log_partitions
+        parts = self.partitions
+        share = 1.0 if parts is None else len(parts) / self.topic.log_partitions
         rate = limit.per_second * share
         burst = max(1, round(limit.burst * share))
         if self.bucket is None:
@@ -118,10 +114,10 @@ class Gate:
         """
         control = self.sub.control
         if control.paused and control.purged_before_ms is not None:
-            self._sweep(control.purged_before_ms)
+            self.sweep(control.purged_before_ms)
         if self.paused_until > now or stopping or control.paused:
             return True
-        if not self._lease_valid():
+        if not self.lease_valid():
             # Never push on a lease that may have lapsed; look again shortly.
             self.paused_until = now + LEASE_RECHECK
             return True
@@ -135,10 +131,10 @@ class Gate:
         """Whether an event taken for a push goes now; drops purged ones, holds early ones."""
         purged = self.sub.control.purged_before_ms
         if purged is not None and event.publish_ms < purged:
-            self._drop(event, DeliveryState.DROPPED)
+            self.drop(event, DeliveryState.DROPPED)
             return False
         if attempt == 1 and self._filter is not None and not self._matches(event):
-            self._drop(event, DeliveryState.FILTERED)
+            self.drop(event, DeliveryState.FILTERED)
             return False
         due = event.deliver_at_ms
         if due is not None and due > now_ms:
@@ -163,7 +159,7 @@ class Gate:
         held = self.held
         while held and held[0][0] <= now_ms:
             _, _, _, event, attempt = heapq.heappop(held)
-            self._ready.append((event, attempt))
+            self.ready.append((event, attempt))
 
     def deadlines(self, now: float, *, waiting: bool) -> list[float]:
         """When the gates open next: the first held event due, the pause's end, and the

@@ -284,11 +284,8 @@ class AdaptiveLimiter:
         Failures within one round trip of the last cut are one signal and do not cut again.
         """
         self._now = max(self._now, now)
-        if not self._adaptive or now < self._failure_quiet_until:
-            return
-        self._failure_quiet_until = now + self._quiet_interval()
-        self._slow_start = False
-        self._set(math.floor(self._limit * FAILURE_FACTOR), now)
+        if self._adaptive and now >= self._failure_quiet_until:
+            self._failure_quiet_until = self._cut(FAILURE_FACTOR, now)
 
     def on_throttle(self, now: float) -> None:
         """Record a push that the subscriber throttled (429/503 Retry-After): halve.
@@ -297,11 +294,16 @@ class AdaptiveLimiter:
         one round trip of the last halving do not halve again.
         """
         self._now = max(self._now, now)
-        if not self._adaptive or now < self._throttle_quiet_until:
-            return
-        self._throttle_quiet_until = now + self._quiet_interval()
+        if self._adaptive and now >= self._throttle_quiet_until:
+            self._throttle_quiet_until = self._cut(THROTTLE_FACTOR, now)
+
+    def _cut(self, factor: float, now: float) -> float:
+        """Multiply the limit by ``factor`` and leave slow start; returns until when the
+        same signal is one with this cut (one round trip)."""
+        quiet_until = now + self._quiet_interval()
         self._slow_start = False
-        self._set(math.floor(self._limit * THROTTLE_FACTOR), now)
+        self._set(math.floor(self._limit * factor), now)
+        return quiet_until
 
     def stats(self) -> LimiterStats:
         """A snapshot of the limit and what it was computed from."""

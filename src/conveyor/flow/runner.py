@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from conveyor.clock import Clock, TimerHandle, to_ms
+from conveyor.clock import Alarm, Clock, to_ms
 from conveyor.delivery.endpoints import EndpointPool
 from conveyor.delivery.push import Pusher
 from conveyor.flow.batching import Batcher
@@ -150,8 +150,7 @@ class Runner:
             wake=wake,
         )
         self.limiter = self._sender.limiter
-        self._timer: TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._alarm = Alarm(clock, self._wake.set)
         self._stopping = False
         self.loaded = asyncio.Event()
 
@@ -169,8 +168,7 @@ class Runner:
                 self._wake.clear()
                 self._step(tg)
                 await self._wake.wait()
-        if self._timer is not None:
-            self._timer.cancel()
+        self._alarm.set(None)
 
     def stop(self) -> None:
         """Stop taking work; :meth:`run` returns once in-flight pushes are settled."""
@@ -234,11 +232,6 @@ class Runner:
             self._sender.start(tg, now, now_ms)
         self._arm(now)
 
-    def _on_timer(self) -> None:
-        self._timer_at = None
-        self._timer = None
-        self._wake.set()
-
     def _arm(self, now: float) -> None:
         """One timer, at the earliest deadline of any part (a retry or held event due, a
         lingering batch, the end of a pause, a rate refill, an endpoint coming back)."""
@@ -250,13 +243,7 @@ class Runner:
         ):
             if at is not None:
                 deadlines.append(at)
-        at = min(deadlines) if deadlines else None
-        if at == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None if at is None else self._clock.call_at(at, self._on_timer)
-        self._timer_at = at
+        self._alarm.set(min(deadlines) if deadlines else None)
 
     # -- progress ---------------------------------------------------------------------------
     def take_progress(self) -> Progress | None:

@@ -21,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import KW_ONLY, InitVar, dataclass, field
+
+from prometheus_client import Counter, Gauge, Histogram
 
 from conveyor.clock import Clock
 from conveyor.delivery.endpoints import EndpointPool, EndpointState
@@ -34,6 +37,7 @@ from conveyor.metrics import Metrics
 from conveyor.model import Event, Outcome, Subscription
 
 
+@dataclass(slots=True, eq=False)
 class Sender:
     """Starts a subscription's pushes and takes their answers.
 
@@ -50,33 +54,32 @@ class Sender:
         wake: called when a push is answered (there is work again).
     """
 
-    def __init__(
-        self,
-        sub: Subscription,
-        *,
-        pool: EndpointPool,
-        pusher: Pusher,
-        clock: Clock,
-        metrics: Metrics,
-        gate: Gate,
-        batcher: Batcher,
-        settler: Settler,
-        lease_valid: Callable[[], bool],
-        wake: Callable[[], None],
-    ) -> None:
-        self.sub = sub
-        self._pool = pool
-        self._pusher = pusher
-        self._clock = clock
-        self._gate = gate
-        self._batcher = batcher
-        self._ready: deque[tuple[Event, int]] = batcher.ready
-        self._settler = settler
-        self._lease_valid = lease_valid
-        self._wake = wake
-        self.in_flight = 0
-        self.batches: dict[int, list[Event]] = {}  # pushes under way, by an id of their own
-        self._batch_ids = itertools.count()
+    sub: Subscription
+    _: KW_ONLY
+    pool: EndpointPool
+    pusher: Pusher
+    clock: Clock
+    metrics: InitVar[Metrics]
+    gate: Gate
+    batcher: Batcher
+    settler: Settler
+    lease_valid: Callable[[], bool]
+    wake: Callable[[], None]
+    in_flight: int = field(init=False, default=0)
+    # pushes under way, by an id of their own
+    batches: dict[int, list[Event]] = field(init=False, default_factory=dict)
+    _batch_ids: Iterator[int] = field(init=False, default_factory=itertools.count)
+    _ready: deque[tuple[Event, int]] = field(init=False)
+    limiter: AdaptiveLimiter = field(init=False)
+    _m_push: Histogram = field(init=False)
+    _m_pushes: Counter = field(init=False)
+    _m_throttles: Counter = field(init=False)
+    _m_lateness: Histogram = field(init=False)
+    _m_limit: Gauge = field(init=False)
+
+    def __post_init__(self, metrics: Metrics) -> None:
+        sub = self.sub
+        self._ready = self.batcher.ready
         self.limiter = AdaptiveLimiter(
             floor=sub.min_concurrency, cap=sub.max_concurrency, adaptive=sub.adaptive
         )
@@ -99,12 +102,12 @@ class Sender:
     def start(self, tg: asyncio.TaskGroup, now: float, now_ms: int) -> None:
         """Start as many pushes as capacity, endpoints, tokens and ready events allow."""
         capacity = min(self.limiter.limit, self.sub.max_concurrency) - self.in_flight
-        batcher = self._batcher
+        batcher = self.batcher
         if capacity > 0 and batcher.lingering(now):
             return
-        bucket = self._gate.bucket
+        bucket = self.gate.bucket
         while capacity > 0:
-            endpoint = self._pool.choose(self.sub.lambda_name, self.sub.locality)
+            endpoint = self.pool.choose(self.sub.lambda_name, self.sub.locality)
             if endpoint is None:
                 return
             want = min(self.sub.max_batch, capacity)
@@ -123,7 +126,7 @@ class Sender:
             endpoint.in_flight += len(batch)
             # Whether it goes to a canary is read now: a rollback during the push must not
             # turn the canary's failures into the stable version's.
-            canary = self._pool.is_canary(endpoint)
+            canary = self.pool.is_canary(endpoint)
             tg.create_task(self._push(endpoint, batch, attempts, canary))
 
     def running(self, partition: int, offset: int) -> bool:
@@ -140,21 +143,21 @@ class Sender:
     async def _push(
         self, endpoint: EndpointState, batch: list[Event], attempts: list[int], canary: bool
     ) -> None:
-        if not self._lease_valid():
+        if not self.lease_valid():
             # The task was created before the process paused (GC, SIGSTOP) and runs after: the
             # lease may be another node's now, so nothing is sent; the events wait.
             endpoint.in_flight -= len(batch)
             self.in_flight -= len(batch)
             self._give_back(batch, attempts)
-            self._wake()
+            self.wake()
             return
         batch_id = next(self._batch_ids)
         self.batches[batch_id] = batch
-        started = self._clock.now()
+        started = self.clock.now()
         in_flight = self.in_flight
         self._observe_lateness(batch, attempts, started)
         try:
-            outcome = await self._pusher.push(
+            outcome = await self.pusher.push(
                 endpoint, self.sub.name, batch, attempts, self.sub.push_timeout
             )
         finally:
@@ -165,16 +168,16 @@ class Sender:
         if outcome.throttle is not None:
             self._m_throttles.inc()
             self.limiter.on_throttle(now)
-            self._gate.pause(now + outcome.throttle)
+            self.gate.pause(now + outcome.throttle)
             self._give_back(batch, attempts)
         else:
             if outcome.failed:
                 self.limiter.on_failure(now)
             else:
                 self.limiter.on_sample(max(0.0, now - started), in_flight, now)
-            self._settler.settle(batch, attempts, outcome.results, started, canary=canary)
+            self.settler.settle(batch, attempts, outcome.results, started, canary=canary)
         self._m_limit.set(self.limiter.limit)
-        self._wake()
+        self.wake()
 
     def _report(
         self, endpoint: EndpointState, outcome: PushOutcome, started: float, events: int
@@ -182,15 +185,15 @@ class Sender:
         """Tell the pool (health, release trial) how a push went; returns the time now."""
         endpoint.pushes += 1
         self._m_pushes.inc()
-        now = self._clock.now()
+        now = self.clock.now()
         latency = max(0.0, now - started)
         self._m_push.observe(latency)
         if outcome.connect_failed:
-            self._pool.connect_failed(endpoint)
-        self._pool.report(endpoint, not outcome.failed, latency, events)
+            self.pool.connect_failed(endpoint)
+        self.pool.report(endpoint, not outcome.failed, latency, events)
         if outcome.throttle is None:
             ok = not outcome.failed and all(r.outcome is Outcome.SUCCESS for r in outcome.results)
-            self._pool.report_release(endpoint, ok, latency, events)
+            self.pool.report_release(endpoint, ok, latency, events)
         return now
 
     def _observe_lateness(self, batch: list[Event], attempts: list[int], now: float) -> None:

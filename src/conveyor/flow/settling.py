@@ -194,10 +194,14 @@ class Settler:
                 and not exhausted(policy, attempt, self._retrying_for(ref, started, now))
             ):
                 self._m_results[Outcome.RETRY].inc()
-                self._retry_later(p, event, attempt, result, started=started, now=now)
+                delay = next_delay(policy, attempt, after=result.after, jitter=self._jitter)
+                due_ms = to_ms(now + delay)
+                row = self._failed(event, attempt, result, started=started, now=now, due_ms=due_ms)
+                self._retry_later(p, event, row, due_ms)
             else:
                 self._m_results[result.outcome].inc()
-                self._bury(p, event, attempt, result, started=started, now=now)
+                row = self._failed(event, attempt, result, started=started, now=now, due_ms=None)
+                self._bury(p, event, row)
         if succeeded:
             self._m_results[Outcome.SUCCESS].inc(succeeded)
         self._on_dirty()
@@ -237,52 +241,39 @@ class Settler:
         row.updated_ms = to_ms(now)
         self.pending[ref] = row
 
-    def _retry_later(
+    def _failed(
         self,
-        p: Partition,
         event: Event,
         attempt: int,
         result: Result,
         *,
         started: float,
         now: float,
-    ) -> None:
-        ref = (event.partition, event.offset)
-        delay = next_delay(self.sub.retry, attempt, after=result.after, jitter=self._jitter)
+        due_ms: int | None,
+    ) -> DeliveryRow:
+        """The event's row after a failed attempt: retried at ``due_ms``, or dead (``None``)."""
         row = self._row_for(event, now)
-        row.state = DeliveryState.RETRYING.value
+        row.state = (DeliveryState.DEAD if due_ms is None else DeliveryState.RETRYING).value
         row.attempts = attempt
-        row.next_ms = to_ms(now + delay)
+        row.next_ms = due_ms
         row.last_error = result.error
-        row.history.append(attempt_of(attempt, result, started, now))
+        row.history.append(attempt_of(attempt, result, started, now, last=due_ms is None))
         row.updated_ms = to_ms(now)
+        return row
+
+    def _retry_later(self, p: Partition, event: Event, row: DeliveryRow, due_ms: int) -> None:
+        ref = (event.partition, event.offset)
         self.rows[ref] = row
         self.pending[ref] = row
-        heapq.heappush(self._retry_heap, (row.next_ms, event.partition, event.offset))
+        heapq.heappush(self._retry_heap, (due_ms, event.partition, event.offset))
         # Invariant: the row owns the event now, so the cursor may pass it.
         p.progress.finish(event.offset)
         if p.keys is not None and ref not in self._unordered:
             for follower in p.keys.failed(event.key):
                 self.park(p, follower)
 
-    def _bury(
-        self,
-        p: Partition,
-        event: Event,
-        attempt: int,
-        result: Result,
-        *,
-        started: float,
-        now: float,
-    ) -> None:
+    def _bury(self, p: Partition, event: Event, row: DeliveryRow) -> None:
         ref = (event.partition, event.offset)
-        row = self._row_for(event, now)
-        row.state = DeliveryState.DEAD.value
-        row.attempts = attempt
-        row.next_ms = None
-        row.last_error = result.error
-        row.history.append(attempt_of(attempt, result, started, now, last=True))
-        row.updated_ms = to_ms(now)
         self.rows.pop(ref, None)
         self.pending[ref] = row
         self._m_dead.inc()

@@ -7,6 +7,7 @@ row in the store, then the cursor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
@@ -72,6 +73,7 @@ _ROW_STATES = {
 }
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class StatusService:
     """Answers "what happened to this event?" and "how is this subscription doing?".
 
@@ -83,19 +85,11 @@ class StatusService:
         pool: the endpoints of every lambda (a subscription whose lambda has none is told).
     """
 
-    def __init__(
-        self,
-        store: FlowReadPort,
-        catalog: Catalog,
-        dispatcher: Dispatcher,
-        clock: Clock,
-        pool: EndpointPool | None = None,
-    ) -> None:
-        self._store = store
-        self._catalog = catalog
-        self._dispatcher = dispatcher
-        self._clock = clock
-        self._pool = pool
+    store: FlowReadPort
+    catalog: Catalog
+    dispatcher: Dispatcher
+    clock: Clock
+    pool: EndpointPool | None = None
 
     async def event(self, event_id: str) -> EventView:
         """An event with its state for every subscription of its topic.
@@ -103,17 +97,17 @@ class StatusService:
         Raises:
             NotFound: no event has that id (or it is past retention).
         """
-        found = await self._store.find_event(event_id)
+        found = await self.store.find_event(event_id)
         if found is None:
             raise NotFound("event", event_id)
         event, scheduled = found
-        subs = self._catalog.subscriptions(event.topic)
-        topic = self._catalog.topic(event.topic)
+        subs = self.catalog.subscriptions(event.topic)
+        topic = self.catalog.topic(event.topic)
         if scheduled:
             deliveries = [DeliveryView(s.name, DeliveryState.SCHEDULED.value) for s in subs]
         else:
-            rows = await self._store.delivery_rows(topic, event.partition, event.offset)
-            cursors = await self._store.cursors_of(topic, event.partition)
+            rows = await self.store.delivery_rows(topic, event.partition, event.offset)
+            cursors = await self.store.cursors_of(topic, event.partition)
             deliveries = [
                 view
                 for s in subs
@@ -139,7 +133,7 @@ class StatusService:
     ) -> DeliveryView | None:
         if cursor is not None and event.offset < cursor.start:
             return None  # published before the subscription existed: not its event
-        runner = self._dispatcher.runner(sub.name)
+        runner = self.dispatcher.runner(sub.name)
         live = runner.live_state(event.partition, event.offset) if runner else None
         state: DeliveryState
         if live is not None and live is not DeliveryState.PENDING:
@@ -154,11 +148,7 @@ class StatusService:
                 )
             state = DeliveryState.SUCCEEDED if finished and row is None else DeliveryState.PENDING
             due = event.deliver_at_ms
-            if (
-                state is DeliveryState.PENDING
-                and due is not None
-                and due > to_ms(self._clock.now())
-            ):
+            if state is DeliveryState.PENDING and due is not None and due > to_ms(self.clock.now()):
                 state = DeliveryState.SCHEDULED  # appended ahead of its time, held until due
         attempts = row.attempts if row else (1 if state is DeliveryState.SUCCEEDED else 0)
         if state is DeliveryState.RUNNING:
@@ -178,25 +168,24 @@ class StatusService:
         Raises:
             NotFound: no such subscription.
         """
-        sub = self._catalog.subscription(name)
+        sub = self.catalog.subscription(name)
         return SubscriptionInfo(sub, await self._stats(sub, await self._overdue()))
 
     async def subscriptions(self) -> list[SubscriptionInfo]:
         """Every subscription with its live figures."""
         overdue = await self._overdue()
         return [
-            SubscriptionInfo(s, await self._stats(s, overdue))
-            for s in self._catalog.subscriptions()
+            SubscriptionInfo(s, await self._stats(s, overdue)) for s in self.catalog.subscriptions()
         ]
 
     async def _overdue(self) -> list[OverdueTimers]:
         # Past due and still a timer: every subscription of the topic owes it a delivery.
-        return await self._store.overdue_timers(to_ms(self._clock.now()))
+        return await self.store.overdue_timers(to_ms(self.clock.now()))
 
     async def _stats(self, sub: Subscription, overdue: list[OverdueTimers]) -> SubscriptionStats:
         # Committed progress covers every partition (those other nodes dispatch included);
         # this node's runner knows its own partitions more recently, and wins for them.
-        counts = await self._store.count_rows(sub.name)
+        counts = await self.store.count_rows(sub.name)
         stats = SubscriptionStats(
             retrying=counts.get("retrying", 0) + counts.get("redrive", 0),
             dead=counts.get("dead", 0),
@@ -204,10 +193,10 @@ class StatusService:
             filtered=counts.get("filtered", 0),
             paused=sub.control.paused,
         )
-        topic = self._catalog.topic(sub.topic)
-        cursors, _ = await self._store.load_progress(sub)
-        ends = await self._store.log_ends(topic)
-        runner = self._dispatcher.runner(sub.name)
+        topic = self.catalog.topic(sub.topic)
+        cursors, _ = await self.store.load_progress(sub)
+        ends = await self.store.log_ends(topic)
+        runner = self.dispatcher.runner(sub.name)
         mine = runner.partition_backlogs() if runner else {}
         unfinished = runner.oldest_unfinished() if runner else []
         lanes = {lane.value: 0 for lane in Priority}
@@ -240,16 +229,16 @@ class StatusService:
                 recent_rtt_ms=None if limiter.recent_rtt is None else limiter.recent_rtt * 1000,
             )
         for partition, cursor in unfinished:
-            events = await self._store.read_log(topic, partition, cursor, 1)
+            events = await self.store.read_log(topic, partition, cursor, 1)
             if events:
                 due = max(events[0].publish_ms, events[0].deliver_at_ms or 0)
                 oldest = due if oldest is None else min(oldest, due)
         if oldest is not None:
-            stats.oldest_pending_age = max(0.0, self._clock.now() - oldest / 1000)
+            stats.oldest_pending_age = max(0.0, self.clock.now() - oldest / 1000)
         return stats
 
     def _warnings(self, sub: Subscription) -> list[str]:
-        if self._pool is None or self._pool.endpoints(sub.lambda_name):
+        if self.pool is None or self.pool.endpoints(sub.lambda_name):
             return []
         return [
             f"no endpoints: lambda {sub.lambda_name!r} has no live endpoint registered, so "

@@ -101,7 +101,9 @@ class WriterSchemas:
                 )
             version = await self._version_of_id(settings, schema_id, place.schema_id, place.index)
             field = place.schema_id
-        schema = await self._version(settings, version, field, place.index)
+        schema = await topic_version(
+            self._registry, self._topic, settings, version, field=field, index=place.index
+        )
         if schema.type is not kind:
             raise InvalidRequest(
                 f"topic {self._topic.name!r} takes {schema.type.value} data (subject "
@@ -130,34 +132,46 @@ class WriterSchemas:
             )
         return schema.version
 
-    async def _version(
-        self, settings: SchemaSettings, wanted: int | None, field: str, index: int | None
-    ) -> Schema:
-        """As the publish path picks it (PublishService._schemas): the version asked for, in
-        the topic's range, else the newest the topic admits."""
-        first, last = settings.first_version, settings.last_version
-        if wanted is not None and (wanted < first or (last is not None and wanted > last)):
-            upper = "latest" if last is None else str(last)
-            raise InvalidRequest(
-                f"topic {self._topic.name!r} accepts versions {first}..{upper} of subject "
-                f"{settings.subject!r}, not {wanted}",
-                field=field,
-                rule="range",
-                index=index,
-            )
-        try:
-            schema = await self._registry.version(settings.subject, wanted or last)
-        except NotFound as e:
-            raise InvalidRequest(e.message, field=field, rule="exists", index=index) from e
-        if schema.version < first:
-            raise InvalidRequest(
-                f"subject {settings.subject!r} has no version in topic {self._topic.name!r}'s "
-                f"range yet (newest: {schema.version})",
-                field=field,
-                rule="range",
-                index=index,
-            )
-        return schema
+
+async def topic_version(
+    registry: SchemaRegistry,
+    topic: Topic,
+    settings: SchemaSettings,
+    wanted: int | None,
+    *,
+    field: str,
+    index: int | None,
+) -> Schema:
+    """The registry version an event of ``topic`` (bound to a subject) is written with: the
+    version asked for, in the topic's range, else the newest the topic admits.
+
+    Raises:
+        InvalidRequest: 400, rule ``range`` (outside the topic's range, or the subject has no
+            version in it yet) or ``exists`` (no such version), naming ``field``.
+    """
+    first, last = settings.first_version, settings.last_version
+    if wanted is not None and (wanted < first or (last is not None and wanted > last)):
+        upper = "latest" if last is None else str(last)
+        raise InvalidRequest(
+            f"topic {topic.name!r} accepts versions {first}..{upper} of subject "
+            f"{settings.subject!r}, not {wanted}",
+            field=field,
+            rule="range",
+            index=index,
+        )
+    try:
+        schema = await registry.version(settings.subject, wanted or last)
+    except NotFound as e:
+        raise InvalidRequest(e.message, field=field, rule="exists", index=index) from e
+    if schema.version < first:
+        raise InvalidRequest(
+            f"subject {settings.subject!r} has no version in topic {topic.name!r}'s "
+            f"range yet (newest: {schema.version})",
+            field=field,
+            rule="range",
+            index=index,
+        )
+    return schema
 
 
 def decoded(schema: Schema, data: bytes, place: Place) -> msgspec.Raw:

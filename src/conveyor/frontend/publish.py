@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import UTC, datetime
 
 from conveyor._ids import new_id
 from conveyor.catalog import Catalog
 from conveyor.clock import Clock, to_ms
 from conveyor.codecs.validation import PayloadValidator, check_payload
-from conveyor.errors import InvalidRequest, NotFound, SchemaViolation
+from conveyor.errors import InvalidRequest, SchemaViolation
+from conveyor.frontend._decoding import topic_version
 from conveyor.frontend.partitioning import partition_for
 from conveyor.frontend.registry.registry import Schema, SchemaRegistry
 from conveyor.metrics import Metrics
@@ -56,6 +58,7 @@ def _digest(req: PublishRequest) -> bytes:
     return h.digest()
 
 
+@dataclass(slots=True, eq=False)
 class PublishService:
     """The frontend's publish path.
 
@@ -70,27 +73,20 @@ class PublishService:
         registry: the schema registry, for topics bound to a subject.
     """
 
-    def __init__(
-        self,
-        store: PublishPort,
-        catalog: Catalog,
-        clock: Clock,
-        metrics: Metrics,
-        *,
-        on_append: Callable[[list[Event]], None],
-        on_timers: Callable[[list[tuple[int, str]]], None],
-        dedup_window: float,
-        registry: SchemaRegistry | None = None,
-    ) -> None:
-        self._store = store
-        self._catalog = catalog
-        self._clock = clock
-        self._metrics = metrics
-        self._on_append = on_append
-        self._on_timers = on_timers
+    store: PublishPort
+    catalog: Catalog
+    clock: Clock
+    metrics: Metrics
+    _: KW_ONLY
+    on_append: Callable[[list[Event]], None]
+    on_timers: Callable[[list[tuple[int, str]]], None]
+    dedup_window: InitVar[float]
+    registry: SchemaRegistry | None = None
+    _dedup_ms: int = field(init=False)
+    _spread: Iterator[int] = field(init=False, default_factory=itertools.count)
+
+    def __post_init__(self, dedup_window: float) -> None:
         self._dedup_ms = int(dedup_window * 1000)
-        self._spread = itertools.count()
-        self._registry = registry
 
     async def publish(
         self, topic_name: str, requests: Sequence[PublishRequest], *, batch: bool
@@ -129,10 +125,10 @@ class PublishService:
     async def _publish(
         self, topic_name: str, requests: Sequence[PublishRequest], *, batch: bool, partial: bool
     ) -> tuple[list[PublishResult], list[InvalidRequest]]:
-        topic = self._catalog.find_topic(topic_name) or await self._catalog.find_topic_fresh(
+        topic = self.catalog.find_topic(topic_name) or await self.catalog.find_topic_fresh(
             topic_name
         )
-        received = self._clock.now()
+        received = self.clock.now()
         now_ms = to_ms(received)
         schemas = await self._schemas(topic, requests, batch)
         events, indices, problems = self._check_all(topic, requests, received, batch, schemas)
@@ -140,13 +136,13 @@ class PublishService:
             raise self._refusal(problems, len(requests), batch)
         if not events:
             return [], problems
-        result = await self._store.publish(topic, events, now_ms, self._dedup_ms)
+        result = await self.store.publish(topic, events, now_ms, self._dedup_ms)
         if result.appended:
-            self._on_append(result.appended)
+            self.on_append(result.appended)
         if result.timers:
-            self._on_timers(result.timers)
+            self.on_timers(result.timers)
         # (result.appended may hold earlier same-key timers fired first: not new events)
-        self._metrics.published.labels(topic.name).inc(sum(not s.duplicate for s in result.stored))
+        self.metrics.published.labels(topic.name).inc(sum(not s.duplicate for s in result.stored))
         acks = [self._ack(s) for s in result.stored]
         if partial:
             for ack, index in zip(acks, indices, strict=True):
@@ -172,7 +168,7 @@ class PublishService:
         settings = topic.schema_settings
         if settings is None:
             return {}
-        if self._registry is None:
+        if self.registry is None:
             raise InvalidRequest(f"topic {topic.name!r} needs the schema registry")
         out: dict[int | None, Schema] = {}
         for index, req in enumerate(requests):
@@ -180,32 +176,9 @@ class PublishService:
             if wanted in out:
                 continue
             field = ("" if not batch else f"/events/{index}") + "/schema_version"
-            last = settings.last_version
-            if wanted is not None and (
-                wanted < settings.first_version or (last is not None and wanted > last)
-            ):
-                upper = "latest" if last is None else str(last)
-                raise InvalidRequest(
-                    f"topic {topic.name!r} accepts versions {settings.first_version}.."
-                    f"{upper} of subject {settings.subject!r}, not {wanted}",
-                    field=field,
-                    rule="range",
-                    index=index if batch else None,
-                )
-            try:
-                out[wanted] = await self._registry.version(settings.subject, wanted or last)
-            except NotFound as e:
-                raise InvalidRequest(
-                    e.message, field=field, rule="exists", index=index if batch else None
-                ) from e
-            if out[wanted].version < settings.first_version:
-                raise InvalidRequest(
-                    f"subject {settings.subject!r} has no version in topic {topic.name!r}'s "
-                    f"range yet (newest: {out[wanted].version})",
-                    field=field,
-                    rule="range",
-                    index=index if batch else None,
-                )
+            out[wanted] = await topic_version(
+                self.registry, topic, settings, wanted, field=field, index=index if batch else None
+            )
         return out
 
     def _check_all(
@@ -221,7 +194,7 @@ class PublishService:
         # A delay counts from when the request arrived, rounded up to the millisecond: the
         # truncated time could make it end up to 1 ms before arrival + delay.
         delay_from_ms = math.ceil(received * 1000 - 0.001)
-        plain = self._catalog.validator(topic.name)
+        plain = self.catalog.validator(topic.name)
         events: list[NewEvent] = []
         indices: list[int] = []
         problems: list[InvalidRequest] = []
@@ -242,7 +215,7 @@ class PublishService:
             events.append(event)
             indices.append(index)
         if problems:
-            self._metrics.publish_rejected.labels(problems[0].rule or "invalid").inc()
+            self.metrics.publish_rejected.labels(problems[0].rule or "invalid").inc()
         return events, indices, problems
 
     @staticmethod

@@ -29,7 +29,7 @@ import heapq
 import logging
 from collections.abc import Callable
 
-from conveyor.clock import Clock, TimerHandle, to_ms
+from conveyor.clock import Alarm, Clock, to_ms
 from conveyor.errors import ConveyorError
 from conveyor.metrics import Metrics
 from conveyor.model import Event
@@ -88,8 +88,7 @@ class TimerService:
         self._refills = 0
         self._refill_enabled = refill
         self._wake = asyncio.Event()
-        self._timer: TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._alarm = Alarm(clock, self._wake.set)
         self._stopping = False
         self._retry_at = 0.0
         self._next_scan = 0.0
@@ -128,8 +127,7 @@ class TimerService:
                 if not self._stopping:
                     await self._wake.wait()
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
+            self._alarm.set(None)
 
     async def _refill(self, now: float) -> None:
         # A refill reads only the band that entered the window since the last one: what is
@@ -209,21 +207,10 @@ class TimerService:
             self._metrics.timers_fired.inc(len(events))
             self._on_fire(events)
 
-    def _on_timer(self) -> None:
-        self._timer_at = None
-        self._timer = None
-        self._wake.set()
-
     def _arm(self) -> None:
         deadlines = [self._next_refill / 1000, self._next_scan] if self._refill_enabled else []
         if self._heap:
             deadlines.append((self._heap[0][0] - self._lead_ms) / 1000)
         if self._retry_at > self._clock.now():
             deadlines.append(self._retry_at)
-        at = min(deadlines) if deadlines else None
-        if at == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None if at is None else self._clock.call_at(at, self._on_timer)
-        self._timer_at = at
+        self._alarm.set(min(deadlines) if deadlines else None)
